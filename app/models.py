@@ -1,0 +1,142 @@
+"""The store's tables: tenants own branches; users, products and purchases belong to a branch."""
+
+from datetime import UTC, datetime
+from decimal import Decimal
+
+from sqlalchemy import BigInteger, CheckConstraint, DateTime, ForeignKey, Index, String, func
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy.types import TypeDecorator
+
+from .extensions import db
+
+CENT = Decimal("0.01")
+
+
+def now_utc() -> datetime:
+    return datetime.now(UTC)
+
+
+class Money(TypeDecorator):
+    """An exact amount with two decimals, stored as whole cents on every database."""
+
+    impl = BigInteger
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is None:
+            return None
+        return int(Decimal(value).quantize(CENT) * 100)
+
+    def process_result_value(self, value, dialect):
+        if value is None:
+            return None
+        return (Decimal(value) / 100).quantize(CENT)
+
+
+class Timestamp(TypeDecorator):
+    """A UTC timestamp that comes back timezone-aware, also from SQLite."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_result_value(self, value, dialect):
+        if value is not None and value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        return value
+
+
+class Tenant(db.Model):
+    __tablename__ = "tenants"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(Timestamp, default=now_utc)
+
+    branches: Mapped[list["Branch"]] = relationship(back_populates="tenant", order_by="Branch.id")
+
+
+Index("uq_tenants_name_lower", func.lower(Tenant.name), unique=True)
+
+
+class Branch(db.Model):
+    __tablename__ = "branches"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"))
+    name: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(Timestamp, default=now_utc)
+
+    tenant: Mapped[Tenant] = relationship(back_populates="branches")
+
+
+Index("uq_branches_tenant_id_name_lower", Branch.tenant_id, func.lower(Branch.name), unique=True)
+
+ROLES = ("customer", "manager")
+
+
+class User(db.Model):
+    __tablename__ = "users"
+    __table_args__ = (CheckConstraint("role IN ('customer', 'manager')", name="role"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(String(64))
+    # Werkzeug's scrypt hashes are 162 characters; leave room for stronger parameters.
+    password_hash: Mapped[str] = mapped_column(String(255))
+    role: Mapped[str] = mapped_column(String(16), default="customer")
+    branch_id: Mapped[int] = mapped_column(ForeignKey("branches.id"), index=True)
+    created_at: Mapped[datetime] = mapped_column(Timestamp, default=now_utc)
+
+    branch: Mapped[Branch] = relationship()
+
+
+Index("uq_users_username_lower", func.lower(User.username), unique=True)
+
+
+class Product(db.Model):
+    __tablename__ = "products"
+    __table_args__ = (
+        CheckConstraint("stock >= 0", name="stock_not_negative"),
+        CheckConstraint("price_cents > 0", name="price_positive"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    branch_id: Mapped[int] = mapped_column(ForeignKey("branches.id"))
+    name: Mapped[str] = mapped_column(String(100))
+    price: Mapped[Decimal] = mapped_column("price_cents", Money)
+    stock: Mapped[int] = mapped_column(default=0)
+    created_at: Mapped[datetime] = mapped_column(Timestamp, default=now_utc)
+    updated_at: Mapped[datetime] = mapped_column(Timestamp, default=now_utc, onupdate=now_utc)
+    # Deleted products stay so that past purchases and statistics can name them.
+    deleted_at: Mapped[datetime | None] = mapped_column(Timestamp)
+
+
+# Serves the catalogue page: live products of a branch in id order.
+Index(
+    "ix_products_branch_id_live",
+    Product.branch_id,
+    Product.id,
+    postgresql_where=Product.deleted_at.is_(None),
+    sqlite_where=Product.deleted_at.is_(None),
+)
+
+
+class Purchase(db.Model):
+    __tablename__ = "purchases"
+    __table_args__ = (CheckConstraint("quantity > 0", name="quantity_positive"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"))
+    branch_id: Mapped[int] = mapped_column(ForeignKey("branches.id"))
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    product_id: Mapped[int] = mapped_column(ForeignKey("products.id"))
+    # A snapshot: later edits to the product do not rewrite what was sold.
+    product_name: Mapped[str] = mapped_column(String(100))
+    unit_price: Mapped[Decimal] = mapped_column("unit_price_cents", Money)
+    quantity: Mapped[int]
+    total: Mapped[Decimal] = mapped_column("total_cents", Money)
+    created_at: Mapped[datetime] = mapped_column(Timestamp, default=now_utc)
+
+
+Index("ix_purchases_branch_id_id", Purchase.branch_id, Purchase.id)
+Index("ix_purchases_user_id_id", Purchase.user_id, Purchase.id)
+Index("ix_purchases_product_id", Purchase.product_id)

@@ -1,0 +1,133 @@
+"""Settings for each environment, read from environment variables.
+
+Development runs with no variables at all; production refuses to start
+while a required variable is missing or weak.
+"""
+
+import os
+from collections.abc import Mapping
+
+
+def _seconds(environ: Mapping[str, str], name: str, default: int) -> int:
+    raw = environ.get(name, "")
+    if raw == "":
+        return default
+    if not raw.isdigit() or int(raw) == 0:
+        raise RuntimeError(f"{name} must be a positive whole number of seconds, got {raw!r}")
+    return int(raw)
+
+
+class Config:
+    """Settings shared by every environment; an instance reads the environment once."""
+
+    APP_ENV = "development"
+    SQLALCHEMY_ENGINE_OPTIONS = {"pool_pre_ping": True}
+
+    SESSION_TYPE = "redis"
+    SESSION_KEY_PREFIX = "session:"
+    SESSION_PERMANENT = True
+    # A session is written when it changes; the idle timer is refreshed by the
+    # session interface at most once a minute rather than on every request.
+    SESSION_REFRESH_EACH_REQUEST = False
+    SESSION_COOKIE_NAME = "session"
+    SESSION_COOKIE_HTTPONLY = True
+    SESSION_COOKIE_SAMESITE = "Lax"
+    SESSION_COOKIE_SECURE = False
+
+    MAX_CONTENT_LENGTH = 1024 * 1024
+    # Fail fast while Redis is stalled instead of holding a worker.
+    REDIS_SOCKET_TIMEOUT = 0.5
+    PASSWORD_HASH_METHOD = "scrypt:32768:8:1"
+
+    # Error bodies as documented in the OpenAPI document.
+    HTTP_ERROR_SCHEMA = {
+        "type": "object",
+        "properties": {"error": {"type": "string"}},
+        "required": ["error"],
+    }
+    VALIDATION_ERROR_SCHEMA = {
+        "type": "object",
+        "properties": {
+            "error": {"type": "string"},
+            "details": {
+                "type": "object",
+                "additionalProperties": {"type": "array", "items": {"type": "string"}},
+            },
+        },
+        "required": ["error"],
+    }
+
+    TITLE = "Store API"
+    VERSION = "1.0.0"
+    OPENAPI_VERSION = "3.1.0"
+    DOCS_FAVICON = None
+    AUTO_404_RESPONSE = False
+
+    def __init__(self, environ: Mapping[str, str] | None = None):
+        env = os.environ if environ is None else environ
+        self.SECRET_KEY = env.get("SECRET_KEY") or None
+        self.SQLALCHEMY_DATABASE_URI = env.get("DATABASE_URL") or None
+        self.REDIS_URL = env.get("REDIS_URL") or None
+        self.ADMIN_TOKEN = env.get("ADMIN_TOKEN") or None
+        self.SESSION_IDLE_TIMEOUT = _seconds(env, "SESSION_IDLE_TIMEOUT", 1800)
+        self.SESSION_ABSOLUTE_TIMEOUT = _seconds(env, "SESSION_ABSOLUTE_TIMEOUT", 43200)
+        # Flask's default is 31 days; a session key never outlives the idle timeout.
+        self.PERMANENT_SESSION_LIFETIME = self.SESSION_IDLE_TIMEOUT
+        self.check()
+
+    def check(self) -> None:
+        """Refuse settings that are unsafe in this environment."""
+
+
+class DevelopmentConfig(Config):
+    def __init__(self, environ: Mapping[str, str] | None = None):
+        super().__init__(environ)
+        self.SECRET_KEY = self.SECRET_KEY or "development-only-secret-key-never-used-in-production"
+
+
+class TestingConfig(Config):
+    APP_ENV = "testing"
+    TESTING = True
+    # Unit tests log in often; integration tests use the production parameters.
+    PASSWORD_HASH_METHOD = "scrypt:1024:8:1"
+
+    def __init__(self, environ: Mapping[str, str] | None = None):
+        super().__init__({} if environ is None else environ)
+        self.SECRET_KEY = self.SECRET_KEY or "testing-secret-key-long-enough-for-checks"
+        self.SQLALCHEMY_DATABASE_URI = self.SQLALCHEMY_DATABASE_URI or "sqlite://"
+        self.ADMIN_TOKEN = self.ADMIN_TOKEN or "testing-admin-token-long-enough-for-checks"
+
+
+class ProductionConfig(Config):
+    APP_ENV = "production"
+    SESSION_COOKIE_SECURE = True
+
+    def check(self) -> None:
+        required = {
+            "SECRET_KEY": self.SECRET_KEY,
+            "DATABASE_URL": self.SQLALCHEMY_DATABASE_URI,
+            "REDIS_URL": self.REDIS_URL,
+            "ADMIN_TOKEN": self.ADMIN_TOKEN,
+        }
+        for name, value in required.items():
+            if not value:
+                raise RuntimeError(f"{name} must be set when APP_ENV=production")
+        for name in ("SECRET_KEY", "ADMIN_TOKEN"):
+            if len(required[name]) < 32:
+                raise RuntimeError(f"{name} must be at least 32 characters when APP_ENV=production")
+
+
+CONFIGS = {
+    "development": DevelopmentConfig,
+    "testing": TestingConfig,
+    "production": ProductionConfig,
+}
+
+
+def load_config(environ: Mapping[str, str] | None = None) -> Config:
+    """Build the settings of the environment that APP_ENV names."""
+    env = os.environ if environ is None else environ
+    name = env.get("APP_ENV") or "development"
+    if name not in CONFIGS:
+        raise RuntimeError(f"APP_ENV must be one of {', '.join(CONFIGS)}, got {name!r}")
+    return CONFIGS[name](env)
