@@ -1,0 +1,134 @@
+"""Registration, login, logout and the caller's own account."""
+
+from apiflask import APIBlueprint, Schema, abort, fields, validators
+from flask import session
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+
+from .access import Identity, get_branch, is_admin, login_required, start_session
+from .extensions import db
+from .models import ROLES, Branch, Tenant, User
+from .passwords import hash_password, needs_rehash, verify_password
+from .schemas import MessageOut, id_field
+
+bp = APIBlueprint("accounts", __name__, tag="Accounts")
+
+USERNAME = validators.Regexp(r"^[A-Za-z0-9_.@-]{3,64}$", error="3 to 64 of A-Z a-z 0-9 _ . @ -")
+
+
+class RegisterIn(Schema):
+    username = fields.String(required=True, validate=USERNAME)
+    password = fields.String(required=True, validate=validators.Length(min=8, max=128))
+    branch_id = id_field(required=True)
+    role = fields.String(
+        validate=validators.OneOf(ROLES), metadata={"description": "Administrator only."}
+    )
+
+
+class RegisteredOut(Schema):
+    message = fields.String()
+    user_id = fields.Integer()
+
+
+class LoginIn(Schema):
+    username = fields.String(required=True, validate=validators.Length(min=1, max=64))
+    password = fields.String(required=True, validate=validators.Length(min=1, max=128))
+
+
+class LoginOut(Schema):
+    message = fields.String()
+    user_id = fields.Integer()
+    branch_id = fields.Integer()
+
+
+class MeOut(Schema):
+    user_id = fields.Integer()
+    username = fields.String()
+    role = fields.String()
+    branch_id = fields.Integer()
+    branch_name = fields.String()
+    tenant_id = fields.Integer()
+    tenant_name = fields.String()
+
+
+def find_user(username: str) -> User | None:
+    return db.session.scalar(select(User).where(func.lower(User.username) == username.lower()))
+
+
+@bp.post("/register_user")
+@bp.input(RegisterIn)
+@bp.output(RegisteredOut, status_code=201)
+@bp.doc(responses={403: "role given without the administrator token", 404: "Branch not found",
+                   409: "Username taken"})
+def register_user(json_data):
+    """Register a user in a branch; only the administrator may choose a role."""
+    if "role" in json_data and not is_admin():
+        abort(403, "Only the administrator may set a role")
+    branch = get_branch(json_data["branch_id"])
+    if find_user(json_data["username"]) is not None:
+        abort(409, "Username taken")
+    user = User(
+        username=json_data["username"],
+        password_hash=hash_password(json_data["password"]),
+        role=json_data.get("role", "customer"),
+        branch=branch,
+    )
+    db.session.add(user)
+    try:
+        db.session.commit()
+    except IntegrityError:
+        db.session.rollback()
+        abort(409, "Username taken")
+    return {"message": "User registered", "user_id": user.id}
+
+
+@bp.post("/login")
+@bp.input(LoginIn)
+@bp.output(LoginOut)
+@bp.doc(responses={401: "Invalid credentials"})
+def login(json_data):
+    """Log in: the session is replaced by a new one holding the user and branch."""
+    row = db.session.execute(
+        select(User, Branch.tenant_id)
+        .join(User.branch)
+        .where(func.lower(User.username) == json_data["username"].lower())
+    ).one_or_none()
+    user, tenant_id = row if row else (None, None)
+    if not verify_password(user.password_hash if user else None, json_data["password"]):
+        abort(401, "Invalid credentials")
+    if needs_rehash(user.password_hash):
+        user.password_hash = hash_password(json_data["password"])
+        db.session.commit()
+    start_session(user.id, user.branch_id, tenant_id, user.role)
+    return {"message": "Login successful", "user_id": user.id, "branch_id": user.branch_id}
+
+
+@bp.post("/logout")
+@bp.output(MessageOut)
+def logout():
+    """Log out: the server-side session is deleted."""
+    session.clear()
+    return {"message": "Logged out"}
+
+
+@bp.get("/me")
+@login_required
+@bp.output(MeOut)
+@bp.doc(responses={401: "User not logged in"})
+def me(identity: Identity):
+    """The logged-in user, with their branch and tenant."""
+    user, branch_name, tenant_name = db.session.execute(
+        select(User, Branch.name, Tenant.name)
+        .join(User.branch)
+        .join(Branch.tenant)
+        .where(User.id == identity.user_id)
+    ).one()
+    return {
+        "user_id": user.id,
+        "username": user.username,
+        "role": user.role,
+        "branch_id": user.branch_id,
+        "branch_name": branch_name,
+        "tenant_id": identity.tenant_id,
+        "tenant_name": tenant_name,
+    }

@@ -1,0 +1,133 @@
+"""The branch's catalogue: listing for every logged-in user, editing for managers and the administrator."""
+
+from functools import wraps
+
+from apiflask import APIBlueprint, Schema, abort, fields, validators
+from marshmallow import ValidationError, validates_schema
+
+from .access import current_identity, get_branch, get_product, is_admin, live_products, login_required
+from .extensions import db
+from .models import Product, now_utc
+from .schemas import MAX_ID, PageQuery, id_field, name_field, page_of, price_field
+
+bp = APIBlueprint("catalogue", __name__, tag="Catalogue")
+
+
+class ProductOut(Schema):
+    id = fields.Integer()
+    name = fields.String()
+    price = fields.Decimal(as_string=False)
+    stock = fields.Integer()
+
+
+class ProductPageOut(Schema):
+    products = fields.List(fields.Nested(ProductOut))
+    next_cursor = fields.String(allow_none=True)
+
+
+class ProductIn(Schema):
+    name = name_field(required=True)
+    price = price_field(required=True)
+    stock = fields.Integer(strict=True, validate=validators.Range(min=0, max=MAX_ID), load_default=0)
+    branch_id = id_field(metadata={"description": "Required for the administrator; a manager's own branch."})
+
+
+class ProductPatchIn(Schema):
+    name = name_field()
+    price = price_field()
+    stock = fields.Integer(strict=True, validate=validators.Range(min=0, max=MAX_ID))
+
+    @validates_schema
+    def not_empty(self, data, **kwargs):
+        if not data:
+            raise ValidationError("Give at least one of name, price, stock.", "_schema")
+
+
+def catalogue_editor(view):
+    """Let managers edit their own branch and the administrator any branch.
+
+    The view receives the branch it may edit, or None for the administrator.
+    """
+
+    @wraps(view)
+    def wrapper(*args, **kwargs):
+        identity = current_identity()
+        if identity is not None:
+            if not identity.is_manager:
+                abort(403, "Only a manager or the administrator may change the catalogue")
+            return view(identity.branch_id, *args, **kwargs)
+        if is_admin():
+            return view(None, *args, **kwargs)
+        abort(401, "User not logged in")
+
+    return wrapper
+
+
+@bp.get("/products")
+@login_required
+@bp.input(PageQuery, location="query")
+@bp.output(ProductPageOut)
+@bp.doc(responses={401: "User not logged in"})
+def list_products(identity, query_data):
+    """List the products of the session's branch, by id, one page at a time."""
+    limit, after = query_data["limit"], query_data["cursor"]
+    query = live_products(identity.branch_id).order_by(Product.id).limit(limit + 1)
+    if after is not None:
+        query = query.where(Product.id > after)
+    products, next_cursor = page_of(db.session.scalars(query).all(), limit)
+    return {"products": products, "next_cursor": next_cursor}
+
+
+@bp.get("/products/<int:product_id>")
+@login_required
+@bp.output(ProductOut)
+@bp.doc(responses={401: "User not logged in", 404: "Product not found"})
+def get_one(identity, product_id):
+    """One product of the session's branch."""
+    return get_product(product_id, identity.branch_id)
+
+
+@bp.post("/products")
+@catalogue_editor
+@bp.input(ProductIn)
+@bp.output(ProductOut, status_code=201)
+@bp.doc(responses={401: "Not logged in", 403: "Not a manager of this branch", 404: "Branch not found"})
+def create_product(branch_id, json_data):
+    """Add a product to the manager's branch, or to any branch for the administrator."""
+    wanted = json_data.pop("branch_id", None)
+    if branch_id is None:
+        if wanted is None:
+            abort(422, "Validation error", {"branch_id": ["Required for the administrator."]})
+        branch_id = get_branch(wanted).id
+    elif wanted not in (None, branch_id):
+        abort(403, "Managers add products to their own branch only")
+    product = Product(branch_id=branch_id, **json_data)
+    db.session.add(product)
+    db.session.commit()
+    return product
+
+
+@bp.patch("/products/<int:product_id>")
+@catalogue_editor
+@bp.input(ProductPatchIn)
+@bp.output(ProductOut)
+@bp.doc(responses={401: "Not logged in", 403: "Not a manager", 404: "Product not found"})
+def update_product(branch_id, product_id, json_data):
+    """Change a product's name, price or stock."""
+    product = get_product(product_id, branch_id)
+    for field, value in json_data.items():
+        setattr(product, field, value)
+    db.session.commit()
+    return product
+
+
+@bp.delete("/products/<int:product_id>")
+@catalogue_editor
+@bp.output({}, status_code=204)
+@bp.doc(responses={401: "Not logged in", 403: "Not a manager", 404: "Product not found"})
+def delete_product(branch_id, product_id):
+    """Take a product off sale; past purchases keep their snapshot."""
+    product = get_product(product_id, branch_id)
+    product.deleted_at = now_utc()
+    db.session.commit()
+    return ""

@@ -1,0 +1,72 @@
+"""Commands for operators: demo data and repairs."""
+
+from decimal import Decimal
+
+import click
+from flask import Flask
+from sqlalchemy import func, select
+
+from .extensions import db
+from .models import Branch, Product, Tenant, User
+from .passwords import hash_password
+from .services import rebuild_top_products
+
+DEMO_TENANT = "Demo Store"
+DEMO_BRANCHES = ("main", "downtown")
+DEMO_USERS = (
+    # username, password, role, branch
+    ("demo_manager", "manager-pass-123", "manager", "main"),
+    ("demo_customer", "customer-pass-123", "customer", "main"),
+    ("downtown_customer", "customer-pass-123", "customer", "downtown"),
+)
+DEMO_PRODUCTS = (
+    ("Coffee beans 1kg", Decimal("24.90"), 50),
+    ("Espresso cup", Decimal("7.50"), 120),
+    ("Milk frother", Decimal("39.99"), 15),
+    ("Paper filters x100", Decimal("3.20"), 300),
+)
+
+
+def seed_demo() -> list[tuple[str, str, str, str]]:
+    """Create the demo tenant, branches, users and products that are missing."""
+    tenant = db.session.scalar(select(Tenant).where(func.lower(Tenant.name) == DEMO_TENANT.lower()))
+    if tenant is None:
+        tenant = Tenant(name=DEMO_TENANT)
+        db.session.add(tenant)
+    branches = {}
+    for name in DEMO_BRANCHES:
+        branch = next((b for b in tenant.branches if b.name == name), None)
+        if branch is None:
+            branch = Branch(name=name, tenant=tenant)
+            db.session.add(branch)
+        branches[name] = branch
+    db.session.flush()
+    for username, password, role, branch_name in DEMO_USERS:
+        exists = db.session.scalar(select(User.id).where(func.lower(User.username) == username))
+        if exists is None:
+            db.session.add(
+                User(username=username, password_hash=hash_password(password), role=role,
+                     branch=branches[branch_name])
+            )
+    for branch in branches.values():
+        names = set(db.session.scalars(select(Product.name).where(Product.branch_id == branch.id)))
+        for name, price, stock in DEMO_PRODUCTS:
+            if name not in names:
+                db.session.add(Product(branch_id=branch.id, name=name, price=price, stock=stock))
+    db.session.commit()
+    return [(u, p, r, b) for u, p, r, b in DEMO_USERS]
+
+
+def register_commands(app: Flask) -> None:
+    @app.cli.command("seed-demo")
+    def seed_demo_command():
+        """Load the demo tenant, users and products (safe to run again)."""
+        logins = seed_demo()
+        click.echo(f"Demo data ready in tenant {DEMO_TENANT!r}. Logins:")
+        for username, password, role, branch in logins:
+            click.echo(f"  {username} / {password}  ({role}, branch {branch})")
+
+    @app.cli.command("rebuild-top-products")
+    def rebuild_top_products_command():
+        """Recount every branch's best sellers in Redis from the purchases table."""
+        click.echo(f"Rebuilt the best sellers of {rebuild_top_products()} branches.")

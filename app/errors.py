@@ -1,0 +1,81 @@
+"""The one place error JSON is built: {"error": ..., "details": {field: [messages]}}."""
+
+import logging
+
+from apiflask import APIFlask
+from apiflask.exceptions import HTTPError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+from werkzeug.exceptions import InternalServerError
+
+log = logging.getLogger(__name__)
+
+# Seconds a client should wait before retrying while a dependency is down.
+RETRY_AFTER = "1"
+
+OUTAGES = (
+    RedisConnectionError,
+    RedisTimeoutError,
+    OperationalError,
+    InterfaceError,
+    PoolTimeoutError,
+)
+
+
+def is_outage(exc: BaseException | None) -> bool:
+    """True for errors that mean Redis or the database is unreachable, not a bug."""
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    return isinstance(exc, OUTAGES)
+
+
+def _flatten(detail: dict) -> dict:
+    """Merge webargs' per-location messages ({"json": {...}}) into one field map."""
+    details: dict = {}
+    for location, fields in detail.items():
+        if isinstance(fields, dict):
+            for field, messages in fields.items():
+                details.setdefault(field, []).extend(_as_list(messages))
+        else:
+            details.setdefault(location, []).extend(_as_list(fields))
+    return details
+
+
+def _as_list(messages) -> list:
+    if isinstance(messages, list):
+        return messages
+    if isinstance(messages, dict):
+        # Nested errors, e.g. {"tenant_names": {"0": ["Too long."]}}.
+        return [f"{key}: {', '.join(_as_list(value))}" for key, value in messages.items()]
+    return [str(messages)]
+
+
+def error_response(status: int, message: str, details: dict | None = None, headers=None):
+    body: dict = {"error": message}
+    if details:
+        body["details"] = details
+    return body, status, headers or {}
+
+
+def register_error_handlers(app: APIFlask) -> None:
+    @app.error_processor
+    def http_error(error: HTTPError):
+        details = None
+        if error.status_code == app.config["VALIDATION_ERROR_STATUS_CODE"] and error.detail:
+            details = _flatten(error.detail)
+        elif error.status_code == 400:
+            # The one 400 a JSON-only API raises: a body that does not parse as JSON.
+            return error_response(400, "Malformed JSON body", headers=error.headers)
+        return error_response(error.status_code, error.message, details, error.headers)
+
+    @app.errorhandler(InternalServerError)
+    def server_error(error: InternalServerError):
+        cause = error.original_exception
+        if is_outage(cause):
+            log.warning("dependency unavailable: %r", cause)
+            return error_response(
+                503, "Service temporarily unavailable", headers={"Retry-After": RETRY_AFTER}
+            )
+        return error_response(500, "Internal server error")

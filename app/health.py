@@ -1,0 +1,54 @@
+"""Liveness and readiness probes."""
+
+from apiflask import APIBlueprint, Schema, fields
+from flask import jsonify
+from sqlalchemy import text
+
+from .errors import OUTAGES, RETRY_AFTER
+from .extensions import db, redis_client
+
+bp = APIBlueprint("health", __name__, tag="Health")
+
+
+class HealthOut(Schema):
+    status = fields.String()
+
+
+class ReadyOut(HealthOut):
+    redis = fields.String()
+    database = fields.String()
+
+
+@bp.get("/health")
+@bp.output(HealthOut)
+def health():
+    """Alive: touches no dependency and no session."""
+    return {"status": "ok"}
+
+
+def _check(probe) -> str:
+    try:
+        probe()
+    except OUTAGES:
+        return "down"
+    return "ok"
+
+
+def _ping_database() -> None:
+    try:
+        db.session.execute(text("SELECT 1"))
+    finally:
+        db.session.rollback()
+
+
+@bp.get("/health/ready")
+@bp.output(ReadyOut)
+@bp.doc(responses={503: "Redis or the database is down"})
+def ready():
+    """Ready to serve: Redis and the database both answer."""
+    parts = {"redis": _check(redis_client().ping), "database": _check(_ping_database)}
+    down = [name for name, state in parts.items() if state != "ok"]
+    if not down:
+        return {"status": "ok", **parts}
+    body = {"status": "down", "error": f"{' and '.join(down)} unavailable", **parts}
+    return jsonify(body), 503, {"Retry-After": RETRY_AFTER}

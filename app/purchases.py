@@ -1,0 +1,112 @@
+"""Buying from the branch's catalogue, the purchase history and the best sellers."""
+
+from apiflask import APIBlueprint, Schema, abort, fields, validators
+from sqlalchemy import select
+
+from .access import Identity, login_required
+from .extensions import db
+from .models import Purchase
+from .schemas import PageQuery, id_field, page_of
+from .services import InsufficientStock, ProductNotFound, buy, top_products
+
+bp = APIBlueprint("purchases", __name__, tag="Purchases")
+
+MAX_QUANTITY = 1000
+
+
+class PurchaseIn(Schema):
+    product_id = id_field(required=True)
+    quantity = fields.Integer(
+        strict=True, required=True, validate=validators.Range(min=1, max=MAX_QUANTITY)
+    )
+
+
+class PurchaseCreatedOut(Schema):
+    message = fields.String()
+    purchase_id = fields.Integer()
+    product_id = fields.Integer()
+    quantity = fields.Integer()
+    unit_price = fields.Decimal(as_string=False)
+    total = fields.Decimal(as_string=False)
+
+
+class PurchaseOut(Schema):
+    id = fields.Integer()
+    user_id = fields.Integer()
+    product_id = fields.Integer()
+    product_name = fields.String()
+    quantity = fields.Integer()
+    unit_price = fields.Decimal(as_string=False)
+    total = fields.Decimal(as_string=False)
+    created_at = fields.DateTime()
+
+
+class PurchasePageOut(Schema):
+    purchases = fields.List(fields.Nested(PurchaseOut))
+    next_cursor = fields.String(allow_none=True)
+
+
+class TopQuery(Schema):
+    limit = fields.Integer(load_default=10, validate=validators.Range(min=1, max=50))
+
+
+class TopProductOut(Schema):
+    product_id = fields.Integer()
+    name = fields.String()
+    units_sold = fields.Integer()
+
+
+class TopProductsOut(Schema):
+    products = fields.List(fields.Nested(TopProductOut))
+
+
+@bp.post("/purchase")
+@login_required
+@bp.input(PurchaseIn)
+@bp.output(PurchaseCreatedOut, status_code=201)
+@bp.doc(responses={401: "User not logged in", 404: "Product not found", 409: "Insufficient stock"})
+def create_purchase(identity: Identity, json_data):
+    """Buy a product of the session's branch; its stock drops in the same transaction."""
+    try:
+        purchase = buy(identity, json_data["product_id"], json_data["quantity"])
+    except ProductNotFound:
+        abort(404, "Product not found")
+    except InsufficientStock:
+        abort(409, "Insufficient stock")
+    return {
+        "message": "Purchase created",
+        "purchase_id": purchase.id,
+        "product_id": purchase.product_id,
+        "quantity": purchase.quantity,
+        "unit_price": purchase.unit_price,
+        "total": purchase.total,
+    }
+
+
+@bp.get("/purchases")
+@login_required
+@bp.input(PageQuery, location="query")
+@bp.output(PurchasePageOut)
+@bp.doc(responses={401: "User not logged in"})
+def list_purchases(identity: Identity, query_data):
+    """A customer's own purchases, or all of the branch's for a manager, by id."""
+    limit, after = query_data["limit"], query_data["cursor"]
+    query = select(Purchase).order_by(Purchase.id).limit(limit + 1)
+    if identity.is_manager:
+        query = query.where(Purchase.branch_id == identity.branch_id)
+    else:
+        query = query.where(Purchase.user_id == identity.user_id)
+    if after is not None:
+        query = query.where(Purchase.id > after)
+    purchases, next_cursor = page_of(db.session.scalars(query).all(), limit)
+    return {"purchases": purchases, "next_cursor": next_cursor}
+
+
+@bp.get("/stats/top-products")
+@login_required
+@bp.input(TopQuery, location="query")
+@bp.output(TopProductsOut)
+@bp.doc(responses={401: "User not logged in"})
+def best_sellers(identity: Identity, query_data):
+    """The branch's best-selling products, live from Redis."""
+    return {"products": top_products(identity.branch_id, query_data["limit"])}

@@ -1,0 +1,102 @@
+"""Fields and schemas shared by several routes: money, cursors and pages."""
+
+import base64
+import binascii
+import math
+from decimal import Decimal, InvalidOperation
+
+from apiflask import Schema, abort, fields, validators
+from flask import current_app, request
+from marshmallow import ValidationError
+
+MAX_PRICE = Decimal("1000000")
+CENT = Decimal("0.01")
+# Ids are positive and fit the database's integer column.
+MAX_ID = 2**31 - 1
+
+
+def id_field(**kwargs) -> fields.Integer:
+    return fields.Integer(strict=True, validate=validators.Range(min=1, max=MAX_ID), **kwargs)
+
+
+def name_field(**kwargs) -> fields.String:
+    return fields.String(
+        validate=[
+            validators.Length(min=1, max=100),
+            validators.Regexp(r"\S", error="Must not be blank."),
+        ],
+        **kwargs,
+    )
+
+
+class Money(fields.Decimal):
+    """A JSON number with at most two decimals, kept exact."""
+
+    def __init__(self, **kwargs):
+        super().__init__(places=2, as_string=False, **kwargs)
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if isinstance(value, bool) or not isinstance(value, int | float | Decimal):
+            raise ValidationError("Must be a number.")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValidationError("Must be a finite number.")
+        # repr gives the shortest decimal that reads back as this float: what the client wrote.
+        amount = Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
+        try:
+            cents = amount.quantize(CENT)
+        except InvalidOperation:
+            raise ValidationError(f"Must be at most {MAX_PRICE}.") from None
+        if cents != amount:
+            raise ValidationError("Must have at most two decimals.")
+        return cents
+
+
+def price_field(**kwargs) -> Money:
+    return Money(
+        validate=validators.Range(min=Decimal("0"), max=MAX_PRICE, min_inclusive=False),
+        metadata={"description": "Greater than 0, at most 1000000, two decimals."},
+        **kwargs,
+    )
+
+
+class Cursor(fields.String):
+    """An opaque position in an id-ordered list."""
+
+    @staticmethod
+    def encode(last_id: int) -> str:
+        return base64.urlsafe_b64encode(f"id:{last_id}".encode()).decode().rstrip("=")
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        text = super()._deserialize(value, attr, data, **kwargs)
+        try:
+            raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)).decode()
+            prefix, _, number = raw.partition(":")
+            if prefix != "id" or not number.isdigit():
+                raise ValueError
+            return int(number)
+        except (ValueError, binascii.Error, UnicodeDecodeError):
+            raise ValidationError("Not a valid cursor.") from None
+
+
+class PageQuery(Schema):
+    limit = fields.Integer(load_default=50, validate=validators.Range(min=1, max=100))
+    cursor = Cursor(load_default=None, metadata={"description": "next_cursor of the previous page"})
+
+
+def page_of(rows: list, limit: int) -> tuple[list, str | None]:
+    """Split a query result fetched with limit + 1 rows into the page and the next cursor."""
+    if len(rows) > limit:
+        rows = rows[:limit]
+        return rows, Cursor.encode(rows[-1].id)
+    return rows, None
+
+
+class MessageOut(Schema):
+    message = fields.String()
+
+
+def require_json_body() -> None:
+    """Answer 415 when a route that reads a JSON body is sent anything else."""
+    view = current_app.view_functions.get(request.endpoint)
+    if "body" in getattr(view, "_spec", {}) and not request.is_json:
+        abort(415, "Request body must be JSON (Content-Type: application/json)")
