@@ -1,0 +1,102 @@
+"""Fixtures: a fresh app, database and Redis per test, and a client that speaks the store's API."""
+
+import pytest
+
+from app import create_app
+from app.extensions import db
+from config import TestingConfig
+
+
+@pytest.fixture
+def app(tmp_path):
+    # A file, not sqlite://, so that threads in concurrency tests share one database.
+    app = create_app(TestingConfig({"DATABASE_URL": f"sqlite:///{tmp_path / 'store.db'}"}))
+    with app.app_context():
+        db.create_all()
+    return app
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def runner(app):
+    return app.test_cli_runner()
+
+
+@pytest.fixture
+def admin(app):
+    """Headers of the platform administrator."""
+    return {"Authorization": f"Bearer {app.config['ADMIN_TOKEN']}"}
+
+
+class Store:
+    """Builds tenants, users and products through the API itself."""
+
+    def __init__(self, app, admin):
+        self.app = app
+        self.admin = admin
+        self.admin_client = app.test_client()
+
+    def tenant(self, name: str) -> dict:
+        response = self.admin_client.post(
+            "/register_tenants", json={"tenant_names": [name]}, headers=self.admin
+        )
+        assert response.status_code == 201, response.json
+        return response.json["tenants"][0]
+
+    def branch(self, tenant_id: int, name: str) -> dict:
+        response = self.admin_client.post(
+            "/branches", json={"tenant_id": tenant_id, "name": name}, headers=self.admin
+        )
+        assert response.status_code == 201, response.json
+        return response.json
+
+    def user(self, username: str, branch_id: int, role: str = "customer", password: str = "password123"):
+        response = self.admin_client.post(
+            "/register_user",
+            json={"username": username, "password": password, "branch_id": branch_id, "role": role},
+            headers=self.admin,
+        )
+        assert response.status_code == 201, response.json
+        return response.json["user_id"]
+
+    def login(self, username: str, password: str = "password123"):
+        """A new test client holding a logged-in session."""
+        client = self.app.test_client()
+        response = client.post("/login", json={"username": username, "password": password})
+        assert response.status_code == 200, response.json
+        return client
+
+    def product(self, branch_id: int, name: str = "Coffee", price=10, stock: int = 10) -> dict:
+        response = self.admin_client.post(
+            "/products",
+            json={"name": name, "price": price, "stock": stock, "branch_id": branch_id},
+            headers=self.admin,
+        )
+        assert response.status_code == 201, response.json
+        return response.json
+
+
+@pytest.fixture
+def store(app, admin):
+    return Store(app, admin)
+
+
+@pytest.fixture
+def shop(store):
+    """One tenant with a branch, a manager, a customer and a product in stock."""
+    tenant = store.tenant("acme")
+    branch_id = tenant["branches"][0]["id"]
+    store.user("manager1", branch_id, role="manager")
+    store.user("customer1", branch_id)
+    product = store.product(branch_id, "Coffee", price=2.5, stock=10)
+    return {
+        "tenant_id": tenant["id"],
+        "branch_id": branch_id,
+        "product": product,
+        "manager": store.login("manager1"),
+        "customer": store.login("customer1"),
+    }
