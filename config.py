@@ -86,6 +86,7 @@ class DevelopmentConfig(Config):
 
 
 class TestingConfig(Config):
+    __test__ = False  # a settings class, not a pytest test class
     APP_ENV = "testing"
     TESTING = True
     # Unit tests log in often; integration tests use the production parameters.

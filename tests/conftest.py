@@ -1,10 +1,14 @@
 """Fixtures: a fresh app, database and Redis per test, and a client that speaks the store's API."""
 
+import flask_migrate
 import pytest
+from sqlalchemy import text
 
 from app import create_app
 from app.extensions import db
-from config import TestingConfig
+from config import Config, TestingConfig
+
+from . import services
 
 
 @pytest.fixture
@@ -100,3 +104,46 @@ def shop(store):
         "manager": store.login("manager1"),
         "customer": store.login("customer1"),
     }
+
+
+# Real services: PostgreSQL and redis-server owned by this test run. They fail, never skip,
+# when the service is missing.
+
+
+@pytest.fixture(scope="session")
+def postgres_url():
+    url = services.create_database()
+    app = create_app(TestingConfig({"DATABASE_URL": url}))
+    with app.app_context():
+        flask_migrate.upgrade()
+        db.engine.dispose()
+    yield url
+    services.drop_database(url)
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory):
+    server = services.RedisServer(tmp_path_factory.mktemp("redis")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def live_app(postgres_url, redis_server):
+    """The app on real PostgreSQL and Redis, starting from empty tables and an empty Redis."""
+    app = create_app(TestingConfig({"DATABASE_URL": postgres_url, "REDIS_URL": redis_server.url}))
+    app.config["PASSWORD_HASH_METHOD"] = Config.PASSWORD_HASH_METHOD
+    with app.app_context():
+        tables = ", ".join(table.name for table in db.metadata.sorted_tables)
+        db.session.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+        db.session.commit()
+    app.extensions["redis"].flushdb()
+    yield app
+    with app.app_context():
+        db.engine.dispose()
+    app.extensions["redis"].close()
+
+
+@pytest.fixture
+def live_store(live_app):
+    return Store(live_app, {"Authorization": f"Bearer {live_app.config['ADMIN_TOKEN']}"})

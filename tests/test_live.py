@@ -1,0 +1,69 @@
+"""The store on the real PostgreSQL and Redis of this machine."""
+
+import re
+
+import pytest
+from werkzeug.security import check_password_hash
+
+from app.extensions import db
+from app.models import Product, Purchase, User
+
+pytestmark = [pytest.mark.postgres, pytest.mark.redis]
+
+
+def session_cookie(client) -> str | None:
+    cookie = client.get_cookie("session")
+    return cookie.value if cookie else None
+
+
+def test_registration_stores_a_real_scrypt_hash_on_postgres(live_app, live_store):
+    tenant = live_store.tenant("acme")
+    live_store.user("alice", tenant["branches"][0]["id"], password="correct horse")
+    with live_app.app_context():
+        stored = db.session.scalar(db.select(User.password_hash).where(User.username == "alice"))
+    assert re.match(r"^scrypt:32768:8:1\$", stored) and len(stored) > 150
+    assert check_password_hash(stored, "correct horse")
+    live_store.login("alice", "correct horse")
+
+
+def test_login_creates_redis_key_with_bounded_ttl_and_logout_deletes_it(live_app, live_store):
+    tenant = live_store.tenant("acme")
+    live_store.user("alice", tenant["branches"][0]["id"])
+    client = live_store.login("alice")
+    redis = live_app.extensions["redis"]
+    key = f"session:{session_cookie(client)}"
+    assert redis.exists(key)
+    assert 0 < redis.ttl(key) <= live_app.config["SESSION_IDLE_TIMEOUT"]
+    assert client.post("/logout").status_code == 200
+    assert not redis.exists(key)
+    assert client.get("/me").status_code == 401
+
+
+def test_login_issues_a_new_session_id_and_the_old_one_is_anonymous(live_app, live_store):
+    tenant = live_store.tenant("acme")
+    live_store.user("alice", tenant["branches"][0]["id"])
+    client = live_store.login("alice")
+    before = session_cookie(client)
+    assert client.post("/login", json={"username": "alice", "password": "password123"}).status_code == 200
+    after = session_cookie(client)
+    assert after and after != before
+    assert not live_app.extensions["redis"].exists(f"session:{before}")
+    stale = live_app.test_client()
+    stale.set_cookie("session", before)
+    assert stale.get("/me").status_code == 401
+    assert client.get("/me").json["username"] == "alice"
+
+
+def test_purchases_and_stock_agree_on_postgres(live_app, live_store):
+    tenant = live_store.tenant("acme")
+    branch_id = tenant["branches"][0]["id"]
+    live_store.user("alice", branch_id)
+    product = live_store.product(branch_id, "Tea", price=0.1, stock=5)
+    client = live_store.login("alice")
+    response = client.post("/purchase", json={"product_id": product["id"], "quantity": 3})
+    assert response.status_code == 201 and response.json["total"] == 0.3
+    assert client.post("/purchase", json={"product_id": product["id"], "quantity": 3}).status_code == 409
+    with live_app.app_context():
+        assert db.session.get(Product, product["id"]).stock == 2
+        assert db.session.query(Purchase).count() == 1
+    assert client.get("/stats/top-products").json["products"][0]["units_sold"] == 3
