@@ -6,23 +6,23 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from .access import Identity, get_branch, is_admin, login_required, start_session
-from .extensions import db
+from .extensions import db, limiter
 from .models import ROLES, Branch, Tenant, User
 from .passwords import hash_password, needs_rehash, verify_password
+from .ratelimits import client_address, login_failed, login_username, per_address_limit, per_username_limit
 from .schemas import MessageOut, id_field
 
 bp = APIBlueprint("accounts", __name__, tag="Accounts")
 
-USERNAME = validators.Regexp(r"^[A-Za-z0-9_.@-]{3,64}$", error="3 to 64 of A-Z a-z 0-9 _ . @ -")
+# (?!\n) because Python's $ also matches before a trailing newline ("alice\n" would pass).
+USERNAME = validators.Regexp(r"^[A-Za-z0-9_.@-]{3,64}(?!\n)$", error="3 to 64 of A-Z a-z 0-9 _ . @ -")
 
 
 class RegisterIn(Schema):
     username = fields.String(required=True, validate=USERNAME)
     password = fields.String(required=True, validate=validators.Length(min=8, max=128))
     branch_id = id_field(required=True)
-    role = fields.String(
-        validate=validators.OneOf(ROLES), metadata={"description": "Administrator only."}
-    )
+    role = fields.String(validate=validators.OneOf(ROLES), metadata={"description": "Administrator only."})
 
 
 class RegisteredOut(Schema):
@@ -58,8 +58,13 @@ def find_user(username: str) -> User | None:
 @bp.post("/register_user")
 @bp.input(RegisterIn)
 @bp.output(RegisteredOut, status_code=201)
-@bp.doc(responses={403: "role given without the administrator token", 404: "Branch not found",
-                   409: "Username taken"})
+@bp.doc(
+    responses={
+        403: "role given without the administrator token",
+        404: "Branch not found",
+        409: "Username taken",
+    }
+)
 def register_user(json_data):
     """Register a user in a branch; only the administrator may choose a role."""
     if "role" in json_data and not is_admin():
@@ -83,9 +88,11 @@ def register_user(json_data):
 
 
 @bp.post("/login")
+@limiter.limit(per_address_limit, key_func=client_address, deduct_when=login_failed, scope="login-address")
+@limiter.limit(per_username_limit, key_func=login_username, deduct_when=login_failed, scope="login-username")
 @bp.input(LoginIn)
 @bp.output(LoginOut)
-@bp.doc(responses={401: "Invalid credentials"})
+@bp.doc(responses={401: "Invalid credentials", 429: "Too many failed logins"})
 def login(json_data):
     """Log in: the session is replaced by a new one holding the user and branch."""
     row = db.session.execute(

@@ -1,12 +1,14 @@
 """Extension objects, created unbound here and bound to the app in create_app."""
 
 from flask import current_app
+from flask_limiter import Limiter
 from flask_migrate import Migrate
-from flask_session import Session
 from flask_sqlalchemy import SQLAlchemy
 from redis import Redis
 from sqlalchemy import MetaData
 from sqlalchemy.orm import DeclarativeBase
+
+from .ratelimits import client_address
 
 # Stable constraint names keep migrations reproducible across databases.
 NAMING_CONVENTION = {
@@ -24,7 +26,8 @@ class Base(DeclarativeBase):
 
 db = SQLAlchemy(model_class=Base)
 migrate = Migrate()
-server_session = Session()
+# Only routes that ask for it are limited; counters share the app's Redis client.
+limiter = Limiter(key_func=client_address, strategy="fixed-window", headers_enabled=True)
 
 
 def redis_client() -> Redis:
