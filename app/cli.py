@@ -1,5 +1,6 @@
 """Commands for operators: demo data and repairs."""
 
+from datetime import timedelta
 from decimal import Decimal
 
 import click
@@ -9,7 +10,7 @@ from sqlalchemy import func, select
 from .extensions import db
 from .models import Branch, Product, Tenant, User
 from .passwords import hash_password
-from .services import rebuild_top_products
+from .services import purge_idempotency_keys, rebuild_top_products
 
 DEMO_TENANT = "Demo Store"
 DEMO_BRANCHES = ("main", "downtown")
@@ -45,8 +46,12 @@ def seed_demo() -> list[tuple[str, str, str, str]]:
         exists = db.session.scalar(select(User.id).where(func.lower(User.username) == username))
         if exists is None:
             db.session.add(
-                User(username=username, password_hash=hash_password(password), role=role,
-                     branch=branches[branch_name])
+                User(
+                    username=username,
+                    password_hash=hash_password(password),
+                    role=role,
+                    branch=branches[branch_name],
+                )
             )
     for branch in branches.values():
         names = set(db.session.scalars(select(Product.name).where(Product.branch_id == branch.id)))
@@ -70,3 +75,11 @@ def register_commands(app: Flask) -> None:
     def rebuild_top_products_command():
         """Recount every branch's best sellers in Redis from the purchases table."""
         click.echo(f"Rebuilt the best sellers of {rebuild_top_products()} branches.")
+
+    @app.cli.command("purge-idempotency-keys")
+    @click.option("--hours", default=24, show_default=True, help="Keep keys younger than this.")
+    def purge_idempotency_keys_command(hours: int):
+        """Forget purchase idempotency keys older than the given age (at least 24 hours)."""
+        if hours < 24:
+            raise click.BadParameter("keys are kept at least 24 hours", param_hint="--hours")
+        click.echo(f"Deleted {purge_idempotency_keys(timedelta(hours=hours))} idempotency keys.")

@@ -3,7 +3,16 @@
 from datetime import UTC, datetime
 from decimal import Decimal
 
-from sqlalchemy import BigInteger, CheckConstraint, DateTime, ForeignKey, Index, String, func
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Index,
+    String,
+    UniqueConstraint,
+    func,
+)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
@@ -140,3 +149,24 @@ class Purchase(db.Model):
 Index("ix_purchases_branch_id_id", Purchase.branch_id, Purchase.id)
 Index("ix_purchases_user_id_id", Purchase.user_id, Purchase.id)
 Index("ix_purchases_product_id", Purchase.product_id)
+
+
+class IdempotencyKey(db.Model):
+    """The outcome of a purchase request, kept under the client's key so a retry replays it.
+
+    Written in the same transaction as the purchase it records, so the two cannot disagree,
+    and in the database so that keys survive a Redis restart.
+    """
+
+    __tablename__ = "idempotency_keys"
+    __table_args__ = (UniqueConstraint("user_id", "key"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    key: Mapped[str] = mapped_column(String(255))
+    request_hash: Mapped[str] = mapped_column(String(64))
+    # What the first request answered: the purchase it created, or the error it gave.
+    status_code: Mapped[int]
+    purchase_id: Mapped[int | None] = mapped_column(ForeignKey("purchases.id"))
+    error: Mapped[str | None] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(Timestamp, default=now_utc, index=True)

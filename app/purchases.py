@@ -7,7 +7,7 @@ from .access import Identity, login_required
 from .extensions import db
 from .models import Purchase
 from .schemas import PageQuery, id_field, page_of
-from .services import InsufficientStock, ProductNotFound, buy, top_products
+from .services import KeyInFlight, KeyReused, purchase, top_products
 
 bp = APIBlueprint("purchases", __name__, tag="Purchases")
 
@@ -16,8 +16,15 @@ MAX_QUANTITY = 1000
 
 class PurchaseIn(Schema):
     product_id = id_field(required=True)
-    quantity = fields.Integer(
-        strict=True, required=True, validate=validators.Range(min=1, max=MAX_QUANTITY)
+    quantity = fields.Integer(strict=True, required=True, validate=validators.Range(min=1, max=MAX_QUANTITY))
+
+
+class IdempotencyHeader(Schema):
+    key = fields.String(
+        data_key="Idempotency-Key",
+        load_default=None,
+        validate=validators.Length(min=1, max=255),
+        metadata={"description": "Retry-safe: the same key and body replay the first answer."},
     )
 
 
@@ -63,24 +70,37 @@ class TopProductsOut(Schema):
 @bp.post("/purchase")
 @login_required
 @bp.input(PurchaseIn)
+@bp.input(IdempotencyHeader, location="headers", arg_name="headers")
 @bp.output(PurchaseCreatedOut, status_code=201)
-@bp.doc(responses={401: "User not logged in", 404: "Product not found", 409: "Insufficient stock"})
-def create_purchase(identity: Identity, json_data):
+@bp.doc(
+    responses={
+        401: "User not logged in",
+        404: "Product not found",
+        409: "Insufficient stock, or a request with this Idempotency-Key is still running",
+        422: "Invalid body, or an Idempotency-Key reused with another body",
+    }
+)
+def create_purchase(identity: Identity, json_data, headers):
     """Buy a product of the session's branch; its stock drops in the same transaction."""
     try:
-        purchase = buy(identity, json_data["product_id"], json_data["quantity"])
-    except ProductNotFound:
-        abort(404, "Product not found")
-    except InsufficientStock:
-        abort(409, "Insufficient stock")
-    return {
+        outcome = purchase(identity, json_data["product_id"], json_data["quantity"], headers["key"])
+    except KeyInFlight:
+        abort(409, "A request with this Idempotency-Key is still in progress")
+    except KeyReused:
+        abort(422, "Idempotency-Key already used with a different request body")
+    replayed = {"Idempotent-Replayed": "true"} if outcome.replayed else {}
+    if outcome.error:
+        abort(outcome.status, outcome.error, headers=replayed)
+    bought = outcome.purchase
+    body = {
         "message": "Purchase created",
-        "purchase_id": purchase.id,
-        "product_id": purchase.product_id,
-        "quantity": purchase.quantity,
-        "unit_price": purchase.unit_price,
-        "total": purchase.total,
+        "purchase_id": bought.id,
+        "product_id": bought.product_id,
+        "quantity": bought.quantity,
+        "unit_price": bought.unit_price,
+        "total": bought.total,
     }
+    return body, 201, replayed
 
 
 @bp.get("/purchases")

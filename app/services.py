@@ -1,32 +1,101 @@
 """Rules that span several rows, each with one transaction boundary."""
 
+import hashlib
 import logging
+from dataclasses import dataclass
+from datetime import timedelta
 
 from redis.exceptions import RedisError
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.exc import IntegrityError
 
 from .access import Identity, live_products
 from .extensions import db, redis_client
-from .models import Product, Purchase
+from .models import IdempotencyKey, Product, Purchase, now_utc
 
 log = logging.getLogger(__name__)
 
 
-class ProductNotFound(Exception):
-    pass
+@dataclass(frozen=True)
+class Outcome:
+    """What a purchase request answers: the purchase, or an error status and message."""
+
+    status: int
+    purchase: Purchase | None = None
+    error: str | None = None
+    replayed: bool = False
 
 
-class InsufficientStock(Exception):
-    pass
+class KeyReused(Exception):
+    """The idempotency key was first used with another request body."""
 
 
-def buy(identity: Identity, product_id: int, quantity: int) -> Purchase:
-    """Sell `quantity` units of a product of the buyer's branch, or raise.
+class KeyInFlight(Exception):
+    """Another request with the same idempotency key is still running."""
 
-    The stock check and the decrement are one UPDATE, so concurrent buyers can never
-    take more than there is, on PostgreSQL and SQLite alike; the purchase row is
-    written in the same transaction with a snapshot of the name and price.
+
+def purchase(identity: Identity, product_id: int, quantity: int, key: str | None = None) -> Outcome:
+    """Sell `quantity` units of a product of the buyer's branch, at most once per idempotency key.
+
+    The outcome and the key are committed together with the purchase, so a retry after any
+    fault either finds both or neither.
     """
+    fingerprint = hashlib.sha256(f"{product_id}:{quantity}".encode()).hexdigest()
+    if key is not None:
+        replay = _replay(identity.user_id, key, fingerprint)
+        if replay is not None:
+            return replay
+    outcome = _sell(identity, product_id, quantity)
+    if key is not None:
+        db.session.add(
+            IdempotencyKey(
+                user_id=identity.user_id,
+                key=key,
+                request_hash=fingerprint,
+                status_code=outcome.status,
+                purchase_id=outcome.purchase.id if outcome.purchase else None,
+                error=outcome.error,
+            )
+        )
+    try:
+        db.session.commit()
+    except IntegrityError:
+        # The same key committed first in a concurrent request (SQLite has no advisory lock).
+        db.session.rollback()
+        replay = _replay(identity.user_id, key, fingerprint) if key is not None else None
+        if replay is None:
+            raise
+        return replay
+    if outcome.purchase is not None:
+        record_sale(identity.branch_id, product_id, quantity)
+    return outcome
+
+
+def _replay(user_id: int, key: str, fingerprint: str) -> Outcome | None:
+    """The stored outcome of this key, or None when the key is new (and now held by us)."""
+    if db.session.get_bind().dialect.name == "postgresql":
+        # Held until this transaction ends: a concurrent request with the key gets 409, not a wait.
+        lock_id = int.from_bytes(
+            hashlib.blake2b(f"{user_id}:{key}".encode(), digest_size=8).digest(), "big", signed=True
+        )
+        if not db.session.scalar(select(func.pg_try_advisory_xact_lock(lock_id))):
+            db.session.rollback()
+            raise KeyInFlight
+    stored = db.session.scalar(
+        select(IdempotencyKey).where(IdempotencyKey.user_id == user_id, IdempotencyKey.key == key)
+    )
+    if stored is None:
+        return None
+    purchase = db.session.get(Purchase, stored.purchase_id) if stored.purchase_id else None
+    db.session.rollback()
+    if stored.request_hash != fingerprint:
+        raise KeyReused
+    return Outcome(stored.status_code, purchase, stored.error, replayed=True)
+
+
+def _sell(identity: Identity, product_id: int, quantity: int) -> Outcome:
+    # The stock check and the decrement are one UPDATE, so concurrent buyers can never take
+    # more than there is, on PostgreSQL and SQLite alike.
     sold = db.session.execute(
         update(Product)
         .where(
@@ -40,11 +109,10 @@ def buy(identity: Identity, product_id: int, quantity: int) -> Purchase:
         .execution_options(synchronize_session=False)
     ).one_or_none()
     if sold is None:
-        db.session.rollback()
         exists = db.session.scalar(
             live_products(identity.branch_id).with_only_columns(Product.id).where(Product.id == product_id)
         )
-        raise InsufficientStock if exists else ProductNotFound
+        return Outcome(409, error="Insufficient stock") if exists else Outcome(404, error="Product not found")
     purchase = Purchase(
         tenant_id=identity.tenant_id,
         branch_id=identity.branch_id,
@@ -56,9 +124,8 @@ def buy(identity: Identity, product_id: int, quantity: int) -> Purchase:
         total=sold.price * quantity,
     )
     db.session.add(purchase)
-    db.session.commit()
-    record_sale(identity.branch_id, product_id, quantity)
-    return purchase
+    db.session.flush()
+    return Outcome(201, purchase)
 
 
 def top_products_key(branch_id: int) -> str:
@@ -69,8 +136,8 @@ def record_sale(branch_id: int, product_id: int, quantity: int) -> None:
     """Count committed units in the branch's ranking; `rebuild-top-products` repairs a miss."""
     try:
         redis_client().zincrby(top_products_key(branch_id), quantity, product_id)
-    except RedisError:
-        log.warning("top products of branch %s missed a sale; rebuild them", branch_id, exc_info=True)
+    except RedisError as exc:
+        log.warning("best sellers of branch %s missed a sale (%r); run rebuild-top-products", branch_id, exc)
 
 
 def top_products(branch_id: int, limit: int) -> list[dict]:
@@ -91,8 +158,9 @@ def top_products(branch_id: int, limit: int) -> list[dict]:
 def rebuild_top_products() -> int:
     """Recount every branch's ranking from the purchases table; returns the branches written."""
     totals = db.session.execute(
-        select(Purchase.branch_id, Purchase.product_id, func.sum(Purchase.quantity))
-        .group_by(Purchase.branch_id, Purchase.product_id)
+        select(Purchase.branch_id, Purchase.product_id, func.sum(Purchase.quantity)).group_by(
+            Purchase.branch_id, Purchase.product_id
+        )
     ).all()
     by_branch: dict[int, dict[str, int]] = {}
     for branch_id, product_id, units in totals:
@@ -105,3 +173,12 @@ def rebuild_top_products() -> int:
         pipe.zadd(top_products_key(branch_id), scores)
     pipe.execute()
     return len(by_branch)
+
+
+def purge_idempotency_keys(older_than: timedelta) -> int:
+    """Forget idempotency keys older than `older_than`; returns how many were deleted."""
+    result = db.session.execute(
+        delete(IdempotencyKey).where(IdempotencyKey.created_at < now_utc() - older_than)
+    )
+    db.session.commit()
+    return result.rowcount
