@@ -4,16 +4,15 @@ import logging
 import os
 
 from apiflask import APIFlask
-from redis import Redis
-from redis.backoff import ExponentialBackoff
-from redis.retry import Retry
+from sqlalchemy.exc import DBAPIError
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from config import Config, load_config
 
-from . import accounts, catalogue, docs, health, purchases, tenants
+from . import accounts, catalogue, docs, health, purchases, redis_client, tenants
 from .cli import register_commands
 from .errors import register_error_handlers
-from .extensions import db, migrate
+from .extensions import db, limiter, migrate
 from .json import StoreJSONProvider
 from .schemas import require_json_body
 from .sessions import StoreSessionInterface
@@ -29,6 +28,9 @@ def create_app(config: Config | None = None) -> APIFlask:
     app.config.from_object(config or load_config())
     app.json = StoreJSONProvider(app)
 
+    if app.config["TRUSTED_PROXY_COUNT"]:
+        count = app.config["TRUSTED_PROXY_COUNT"]
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=count, x_proto=count, x_host=count)
     register_database(app)
     register_redis(app)
     for blueprint in (tenants.bp, accounts.bp, catalogue.bp, purchases.bp, health.bp):
@@ -46,7 +48,27 @@ def register_database(app: APIFlask) -> None:
         path = os.path.join(app.instance_path, "store.db")
         app.config["SQLALCHEMY_DATABASE_URI"] = f"sqlite:///{path}"
         log.warning("DATABASE_URL is unset: using SQLite at %s (development only)", path)
+    if app.config["SQLALCHEMY_DATABASE_URI"].startswith("postgresql"):
+        # Fail fast when the server is gone or the pool is exhausted rather than hold a worker;
+        # libpq's shortest connect timeout is 2 s.
+        app.config["SQLALCHEMY_ENGINE_OPTIONS"] = {
+            **app.config["SQLALCHEMY_ENGINE_OPTIONS"],
+            "pool_timeout": 1,
+            "connect_args": {"connect_timeout": 2},
+        }
     db.init_app(app)
+
+    # Runs before Flask-SQLAlchemy's own teardown. Ending the session rolls back on the
+    # request's connection; if the server cut that connection after the response was made,
+    # the rollback fails, and the answer already given must stand rather than become a 500.
+    @app.teardown_appcontext
+    def end_database_session(exc):
+        try:
+            db.session.remove()
+        except DBAPIError as error:
+            log.warning("discarding a database connection lost at the end of a request: %r", error.orig)
+            db.session.registry.clear()
+
     # Batch mode lets later migrations alter tables on SQLite too.
     migrate.init_app(
         app, db, directory=os.path.join(os.path.dirname(app.root_path), "migrations"), render_as_batch=True
@@ -56,13 +78,7 @@ def register_database(app: APIFlask) -> None:
 def register_redis(app: APIFlask) -> None:
     url = app.config.get("REDIS_URL")
     if url:
-        client = Redis.from_url(
-            url,
-            socket_timeout=app.config["REDIS_SOCKET_TIMEOUT"],
-            socket_connect_timeout=app.config["REDIS_SOCKET_TIMEOUT"],
-            retry=Retry(ExponentialBackoff(cap=0.05, base=0.01), retries=1),
-            health_check_interval=30,
-        )
+        client = redis_client.connect(url, app.config["REDIS_SOCKET_TIMEOUT"])
     else:
         import fakeredis
 
@@ -76,3 +92,9 @@ def register_redis(app: APIFlask) -> None:
         log.warning("ADMIN_TOKEN is unset: administrator routes are open to anyone (development only)")
     app.extensions["redis"] = client
     app.session_interface = StoreSessionInterface(app, client)
+    if url:
+        app.config["RATELIMIT_STORAGE_URI"] = "redis+fallback://"
+        app.config["RATELIMIT_STORAGE_OPTIONS"] = {"client": client}
+    else:
+        app.config["RATELIMIT_STORAGE_URI"] = "memory://"
+    limiter.init_app(app)

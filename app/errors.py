@@ -65,6 +65,8 @@ def register_error_handlers(app: APIFlask) -> None:
         details = None
         if error.status_code == app.config["VALIDATION_ERROR_STATUS_CODE"] and error.detail:
             details = _flatten(error.detail)
+        elif error.status_code == 429:
+            return error_response(429, "Too many failed attempts; retry later", headers=error.headers)
         elif error.status_code == 400:
             # The one 400 a JSON-only API raises: a body that does not parse as JSON.
             return error_response(400, "Malformed JSON body", headers=error.headers)

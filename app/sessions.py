@@ -57,7 +57,9 @@ class StoreSessionInterface(RedisSessionInterface):
         self.serializer = StrictSerializer()
         self.idle_timeout = config["SESSION_IDLE_TIMEOUT"]
         self.absolute_timeout = config["SESSION_ABSOLUTE_TIMEOUT"]
-        self.refresh_after = min(refresh_after, self.idle_timeout)
+        # Refresh well inside the idle window: with refresh_after == idle_timeout (any idle
+        # timeout up to a minute) seen_at was never refreshed and activity did not count.
+        self.refresh_after = min(refresh_after, max(1, self.idle_timeout // 2))
 
     def _retrieve_session_data(self, store_id: str) -> dict | None:
         data = self.client.get(store_id)
@@ -82,6 +84,11 @@ class StoreSessionInterface(RedisSessionInterface):
         elif now - seen >= self.refresh_after:
             session[SEEN] = now
         return session
+
+    def save_session(self, app: Flask, session: ServerSideSession | None, response) -> None:
+        # None when opening the session failed (Redis down); the error response has no session.
+        if session is not None:
+            super().save_session(app, session, response)
 
     def _upsert_session(self, session_lifetime: timedelta, session, store_id: str) -> None:
         now = int(time.time())
