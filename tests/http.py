@@ -29,7 +29,10 @@ class HttpClient:
             if set_cookie:
                 morsel = SimpleCookie(set_cookie).get("session")
                 self.cookie = morsel.value if morsel and morsel.value else None
-            parsed = json.loads(data) if data else None
+            try:
+                parsed = json.loads(data) if data else None
+            except ValueError:
+                raise AssertionError(f"{method} {path}: {response.status} not JSON: {data[:300]!r}") from None
             return response.status, parsed, response
         finally:
             conn.close()

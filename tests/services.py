@@ -1,16 +1,21 @@
 """Real PostgreSQL databases and redis-server processes that a test run owns."""
 
 import os
+import secrets
 import shlex
 import socket
 import subprocess
+import sys
+import tempfile
 import time
 import uuid
+from pathlib import Path
 
 import psycopg
 import pytest
 import redis
 
+ROOT = Path(__file__).resolve().parent.parent
 POSTGRES_ADMIN_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 
@@ -79,3 +84,63 @@ def drop_database(url: str) -> None:
     name = url.rsplit("/", 1)[1]
     with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+class Gunicorn:
+    """gunicorn 'app:create_app()' in production mode, configured only by environment variables."""
+
+    def __init__(self, database_url: str, redis_url: str):
+        self.port = free_port()
+        self.admin_token = secrets.token_urlsafe(32)
+        self.env = {
+            **os.environ,
+            "APP_ENV": "production",
+            "SECRET_KEY": secrets.token_urlsafe(48),
+            "DATABASE_URL": database_url,
+            "REDIS_URL": redis_url,
+            "ADMIN_TOKEN": self.admin_token,
+        }
+        self.command = [
+            os.path.join(os.path.dirname(sys.executable), "gunicorn"),
+            "--config", str(ROOT / "gunicorn.conf.py"),
+            "--chdir", str(ROOT),
+            "--bind", f"127.0.0.1:{self.port}",
+            "app:create_app()",
+        ]  # fmt: skip
+        self.process = None
+
+    @property
+    def admin_headers(self) -> dict:
+        return {"Authorization": f"Bearer {self.admin_token}"}
+
+    def start(self) -> "Gunicorn":
+        from .http import HttpClient
+
+        # A file, not a pipe: a pipe nobody drains fills up and blocks the workers' logging.
+        self.log = tempfile.TemporaryFile()
+        self.process = subprocess.Popen(
+            self.command, env=self.env, stdout=subprocess.DEVNULL, stderr=self.log
+        )
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                if HttpClient(self.port, timeout=1).request("GET", "/health")[0] == 200:
+                    return self
+            except OSError:
+                pass
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.process.kill()
+                pytest.fail(f"gunicorn did not start: {self.output()[-2000:]}")
+            time.sleep(0.1)
+
+    def output(self) -> str:
+        self.log.seek(0)
+        return self.log.read().decode(errors="replace")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(10)
+        finally:
+            self.process.kill()
+            self.log.close()

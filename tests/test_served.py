@@ -1,10 +1,5 @@
 """The production configuration served by gunicorn on the real PostgreSQL and Redis."""
 
-import os
-import secrets
-import subprocess
-import sys
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -17,40 +12,9 @@ pytestmark = [pytest.mark.postgres, pytest.mark.redis]
 
 @pytest.fixture
 def served(live_app, postgres_url, redis_server):
-    """gunicorn 'app:create_app()' configured only by environment variables."""
-    port = services.free_port()
-    token = secrets.token_urlsafe(32)
-    env = {
-        **os.environ,
-        "APP_ENV": "production",
-        "SECRET_KEY": secrets.token_urlsafe(48),
-        "DATABASE_URL": postgres_url,
-        "REDIS_URL": redis_server.url,
-        "ADMIN_TOKEN": token,
-    }
-    gunicorn = os.path.join(os.path.dirname(sys.executable), "gunicorn")
-    process = subprocess.Popen(
-        [gunicorn, "--bind", f"127.0.0.1:{port}", "--workers", "2", "--threads", "8",
-         "--worker-class", "gthread", "app:create_app()"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            if HttpClient(port, timeout=1).request("GET", "/health")[0] == 200:
-                break
-        except OSError:
-            pass
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            pytest.fail(f"gunicorn did not start: {process.stderr.read().decode()[-2000:]}")
-        time.sleep(0.1)
-    yield port, {"Authorization": f"Bearer {token}"}
-    process.terminate()
-    process.wait(10)
-    process.stderr.close()
+    server = services.Gunicorn(postgres_url, redis_server.url).start()
+    yield server.port, server.admin_headers
+    server.stop()
 
 
 def test_forty_concurrent_purchases_of_ten_in_stock_sell_exactly_ten(served):

@@ -1,0 +1,201 @@
+"""Faults under traffic: Redis stalled, killed and restarted; database connections cut.
+
+Every answer is 2xx, 401, 409 or a quick 503, never a 500 or a hang, and purchases
+retried with their idempotency key are neither lost nor doubled.
+"""
+
+import os
+import signal
+import threading
+import time
+import uuid
+
+import psycopg
+import pytest
+
+from app.extensions import db
+from app.models import Product, Purchase
+
+from . import services
+from .http import HttpClient
+
+pytestmark = [pytest.mark.postgres, pytest.mark.redis]
+
+ALLOWED = {200, 201, 401, 409, 503}
+PHASES = []
+STOCK = 100_000
+CREDENTIALS = {"username": "buyer", "password": "password123"}
+
+
+@pytest.fixture
+def own_redis(tmp_path):
+    server = services.RedisServer(tmp_path).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def shop(live_app, postgres_url, own_redis):
+    """gunicorn on PostgreSQL and a redis-server this test may stall or kill."""
+    server = services.Gunicorn(postgres_url, own_redis.url).start()
+    admin = HttpClient(server.port, server.admin_headers)
+    branch_id = admin.request("POST", "/register_tenants", {"tenant_names": ["acme"]})[1]["tenants"][0][
+        "branches"
+    ][0]["id"]
+    assert admin.request("POST", "/register_user", {**CREDENTIALS, "branch_id": branch_id})[0] == 201
+    product = admin.request(
+        "POST", "/products", {"name": "Tea", "price": 1.5, "stock": STOCK, "branch_id": branch_id}
+    )[1]
+    yield server, product["id"]
+    with open("/tmp/t/gunicorn-full.log", "w") as f:
+        f.write(server.output())
+    server.stop()
+
+
+class Buyer(threading.Thread):
+    """Buys one unit at a time, retrying each purchase under its own key until it is settled."""
+
+    def __init__(self, port: int, product_id: int, stop: threading.Event):
+        super().__init__(daemon=True)
+        self.client = HttpClient(port, timeout=5)
+        self.product_id = product_id
+        self.stop_event = stop
+        self.answers: list[tuple[str, int, float]] = []
+        self.bought: set[str] = set()
+        self.pending: str | None = None
+
+    def call(self, method, path, body=None, headers=None) -> int:
+        started = time.monotonic()
+        try:
+            status = self.client.request(method, path, body, headers)[0]
+        except OSError:
+            status = -1  # no answer in time: a hang
+        self.answers.append((f"{method} {path}", status, time.monotonic() - started, started))
+        return status
+
+    def settle(self, key: str) -> bool:
+        """One attempt at the purchase under `key`; True once it has a final answer."""
+        status = self.call("POST", "/purchase", {"product_id": self.product_id, "quantity": 1},
+                           {"Idempotency-Key": key})  # fmt: skip
+        if status == 401:
+            self.call("POST", "/login", CREDENTIALS)
+        if status == 201:
+            self.bought.add(key)
+        if status in (201, 409):
+            return True
+        time.sleep(0.02)
+        return False
+
+    def run(self):
+        while not self.stop_event.is_set():
+            self.pending = self.pending or uuid.uuid4().hex
+            if self.settle(self.pending):
+                self.pending = None
+            self.call("GET", "/products?limit=5")
+            self.call("GET", "/health")
+
+    def finish(self):
+        """After the faults: settle the purchase that was in progress when traffic stopped."""
+        deadline = time.monotonic() + 20
+        while self.pending and time.monotonic() < deadline:
+            if self.settle(self.pending):
+                self.pending = None
+        assert self.pending is None
+
+
+def run_traffic(port, product_id, faults):
+    stop = threading.Event()
+    buyers = [Buyer(port, product_id, stop) for _ in range(4)]
+    for buyer in buyers:
+        buyer.start()
+    try:
+        faults()
+    finally:
+        stop.set()
+        for buyer in buyers:
+            buyer.join(30)
+    for buyer in buyers:
+        buyer.finish()
+    return buyers
+
+
+def check(app, product_id, buyers):
+    answers = [answer for buyer in buyers for answer in buyer.answers]
+    bad = [a for a in answers if a[1] not in ALLOWED]
+    slow = [a for a in answers if a[1] == 503 and a[2] >= 1.0]
+    print("PHASES", PHASES)
+    assert not bad, f"answers outside {ALLOWED}: {bad[:10]}"
+    assert not slow, f"503s slower than one second: {slow[:10]}"
+    assert all(a[1] == 200 for a in answers if a[0] == "GET /health")
+    with app.app_context():
+        purchases = db.session.query(Purchase).count()
+        stock = db.session.get(Product, product_id).stock
+    bought = set().union(*(buyer.bought for buyer in buyers))
+    assert purchases == STOCK - stock == len(bought) > 0
+    return answers
+
+
+def timed(call):
+    started = time.monotonic()
+    return call(), time.monotonic() - started
+
+
+def wait_until_serving(port, product_id, deadline=10.0):
+    client = HttpClient(port)
+    end = time.monotonic() + deadline
+    while time.monotonic() < end:
+        if client.request("POST", "/login", CREDENTIALS)[0] == 200:
+            return
+        time.sleep(0.1)
+    pytest.fail("the service did not recover")
+
+
+def test_redis_stalled_then_killed_and_restarted(live_app, shop, own_redis):
+    server, product_id = shop
+    probe = {}
+
+    def faults():
+        time.sleep(1)
+        os.kill(own_redis.process.pid, signal.SIGSTOP)
+        PHASES.append(("stop", time.monotonic()))
+        time.sleep(1)
+        probe["login while stalled"] = timed(
+            lambda: HttpClient(server.port).request("POST", "/login", CREDENTIALS)[0]
+        )
+        time.sleep(1.5)
+        os.kill(own_redis.process.pid, signal.SIGCONT)
+        PHASES.append(("cont", time.monotonic()))
+        time.sleep(1.5)
+        own_redis.stop()
+        PHASES.append(("kill", time.monotonic()))
+        time.sleep(1.5)
+        own_redis.start()
+        PHASES.append(("start", time.monotonic()))
+        wait_until_serving(server.port, product_id)
+        time.sleep(1)
+
+    buyers = run_traffic(server.port, product_id, faults)
+    status, seconds = probe["login while stalled"]
+    assert status == 503 and seconds < 1.0
+    answers = check(live_app, product_id, buyers)
+    statuses = {answer[1] for answer in answers}
+    assert 503 in statuses and 201 in statuses
+
+
+def test_database_connections_terminated_mid_traffic(live_app, shop, postgres_url):
+    server, product_id = shop
+    name = postgres_url.rsplit("/", 1)[1]
+
+    def faults():
+        with psycopg.connect(services.POSTGRES_ADMIN_URL, autocommit=True) as conn:
+            for _ in range(6):
+                time.sleep(0.4)
+                conn.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = %s AND pid <> pg_backend_pid()",
+                    (name,),
+                )
+        time.sleep(1)
+
+    buyers = run_traffic(server.port, product_id, faults)
+    check(live_app, product_id, buyers)
