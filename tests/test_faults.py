@@ -22,7 +22,6 @@ from .http import HttpClient
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
 
 ALLOWED = {200, 201, 401, 409, 503}
-PHASES = []
 STOCK = 100_000
 CREDENTIALS = {"username": "buyer", "password": "password123"}
 
@@ -47,8 +46,8 @@ def shop(live_app, postgres_url, own_redis):
         "POST", "/products", {"name": "Tea", "price": 1.5, "stock": STOCK, "branch_id": branch_id}
     )[1]
     yield server, product["id"]
-    with open("/tmp/t/gunicorn-full.log", "w") as f:
-        f.write(server.output())
+    # Shown with a failure: what the server logged while the faults happened.
+    print(server.output()[-5000:])
     server.stop()
 
 
@@ -123,7 +122,6 @@ def check(app, product_id, buyers):
     answers = [answer for buyer in buyers for answer in buyer.answers]
     bad = [a for a in answers if a[1] not in ALLOWED]
     slow = [a for a in answers if a[1] == 503 and a[2] >= 1.0]
-    print("PHASES", PHASES)
     assert not bad, f"answers outside {ALLOWED}: {bad[:10]}"
     assert not slow, f"503s slower than one second: {slow[:10]}"
     assert all(a[1] == 200 for a in answers if a[0] == "GET /health")
@@ -157,20 +155,16 @@ def test_redis_stalled_then_killed_and_restarted(live_app, shop, own_redis):
     def faults():
         time.sleep(1)
         os.kill(own_redis.process.pid, signal.SIGSTOP)
-        PHASES.append(("stop", time.monotonic()))
         time.sleep(1)
         probe["login while stalled"] = timed(
             lambda: HttpClient(server.port).request("POST", "/login", CREDENTIALS)[0]
         )
         time.sleep(1.5)
         os.kill(own_redis.process.pid, signal.SIGCONT)
-        PHASES.append(("cont", time.monotonic()))
         time.sleep(1.5)
         own_redis.stop()
-        PHASES.append(("kill", time.monotonic()))
         time.sleep(1.5)
         own_redis.start()
-        PHASES.append(("start", time.monotonic()))
         wait_until_serving(server.port, product_id)
         time.sleep(1)
 
