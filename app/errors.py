@@ -72,12 +72,18 @@ def register_error_handlers(app: APIFlask) -> None:
             return error_response(400, "Malformed JSON body", headers=error.headers)
         return error_response(error.status_code, error.message, details, error.headers)
 
+    def unavailable(cause: BaseException):
+        log.warning("dependency unavailable: %r", cause)
+        return error_response(503, "Service temporarily unavailable", headers={"Retry-After": RETRY_AFTER})
+
+    # Outages raised inside a view: handled here, so Flask does not log them as crashes.
+    for outage in OUTAGES:
+        app.register_error_handler(outage, unavailable)
+
     @app.errorhandler(InternalServerError)
     def server_error(error: InternalServerError):
+        # Also reached by outages while opening the session, before any view runs.
         cause = error.original_exception
         if is_outage(cause):
-            log.warning("dependency unavailable: %r", cause)
-            return error_response(
-                503, "Service temporarily unavailable", headers={"Retry-After": RETRY_AFTER}
-            )
+            return unavailable(cause)
         return error_response(500, "Internal server error")
