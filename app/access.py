@@ -10,6 +10,7 @@ from sqlalchemy import Select, select
 
 from .extensions import db
 from .models import Branch, Product
+from .schemas import MAX_ID
 
 
 @dataclass(frozen=True)
@@ -84,6 +85,10 @@ def live_products(branch_id: int | None) -> Select:
 
 def get_product(product_id: int, branch_id: int | None) -> Product:
     """A live product of the branch; anything else is the same 404."""
+    # An id beyond the column's range (a path like /products/<2**70>) cannot exist and would
+    # overflow the query.
+    if not 1 <= product_id <= MAX_ID:
+        abort(404, "Product not found")
     product = db.session.scalar(live_products(branch_id).where(Product.id == product_id))
     if product is None:
         abort(404, "Product not found")

@@ -2,6 +2,7 @@
 
 import base64
 import binascii
+import json
 import math
 from decimal import Decimal, InvalidOperation
 
@@ -19,11 +20,16 @@ def id_field(**kwargs) -> fields.Integer:
     return fields.Integer(strict=True, validate=validators.Range(min=1, max=MAX_ID), **kwargs)
 
 
+# A character that is not whitespace, spelled out because the document's ECMA-262 regexes and
+# Python's disagree on \s: Python also counts \x1c-\x1f and \x85, ECMA-262 also \ufeff.
+NOT_BLANK = r"[^\t\n\v\f\r \x1c-\x1f\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff]"
+
+
 def name_field(**kwargs) -> fields.String:
     return fields.String(
         validate=[
             validators.Length(min=1, max=100),
-            validators.Regexp(r"\S", error="Must not be blank."),
+            validators.Regexp(NOT_BLANK, error="Must not be blank."),
         ],
         **kwargs,
     )
@@ -54,7 +60,12 @@ class Money(fields.Decimal):
 def price_field(**kwargs) -> Money:
     return Money(
         validate=validators.Range(min=Decimal("0"), max=MAX_PRICE, min_inclusive=False),
-        metadata={"description": "Greater than 0, at most 1000000, two decimals."},
+        # apispec leaves out that the Range's minimum is exclusive, and the two decimals.
+        metadata={
+            "description": "Greater than 0, at most 1000000, two decimals.",
+            "exclusiveMinimum": 0,
+            "multipleOf": 0.01,
+        },
         **kwargs,
     )
 
@@ -71,7 +82,8 @@ class Cursor(fields.String):
         try:
             raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)).decode()
             prefix, _, number = raw.partition(":")
-            if prefix != "id" or not number.isdigit():
+            # ASCII digits of an id the database can hold; a larger one would overflow the query.
+            if prefix != "id" or not (number.isascii() and number.isdigit()) or int(number) > MAX_ID:
                 raise ValueError
             return int(number)
         except (ValueError, binascii.Error, UnicodeDecodeError):
@@ -80,7 +92,10 @@ class Cursor(fields.String):
 
 class PageQuery(Schema):
     limit = fields.Integer(load_default=50, validate=validators.Range(min=1, max=100))
-    cursor = Cursor(load_default=None, metadata={"description": "next_cursor of the previous page"})
+    # An opaque value of a format of its own: only the next_cursor of a previous page is valid.
+    cursor = Cursor(
+        load_default=None, metadata={"description": "next_cursor of the previous page", "format": "cursor"}
+    )
 
 
 def page_of(rows: list, limit: int) -> tuple[list, str | None]:
@@ -96,7 +111,17 @@ class MessageOut(Schema):
 
 
 def require_json_body() -> None:
-    """Answer 415 when a route that reads a JSON body is sent anything else."""
+    """Answer 415 when a route that reads a JSON body is sent anything else, 400 when it does not parse."""
     view = current_app.view_functions.get(request.endpoint)
-    if "body" in getattr(view, "_spec", {}) and not request.is_json:
+    if "body" not in getattr(view, "_spec", {}):
+        return
+    if not request.is_json:
         abort(415, "Request body must be JSON (Content-Type: application/json)")
+    data = request.get_data(cache=True)
+    if data:
+        try:
+            json.loads(data)
+        except (ValueError, RecursionError):
+            # webargs turns only JSONDecodeError into a 400; a document nested too deeply or an
+            # integer literal too long to convert would otherwise escape as a 500.
+            abort(400, "Malformed JSON body")

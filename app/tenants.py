@@ -13,6 +13,7 @@ bp = APIBlueprint("tenants", __name__, tag="Administration")
 
 DEFAULT_BRANCH = "main"
 
+
 class TenantsIn(Schema):
     tenant_names = fields.List(name_field(), required=True, validate=validators.Length(min=1, max=100))
 
