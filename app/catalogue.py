@@ -3,9 +3,11 @@
 from functools import wraps
 
 from apiflask import APIBlueprint, Schema, abort, fields, validators
+from flask import current_app
 from marshmallow import ValidationError, validates_schema
 
 from .access import current_identity, get_branch, get_product, is_admin, live_products, login_required
+from .cache import cached_page, invalidate
 from .extensions import db
 from .models import Product, now_utc
 from .schemas import MAX_ID, PageQuery, id_field, name_field, page_of, price_field
@@ -71,11 +73,17 @@ def catalogue_editor(view):
 def list_products(identity, query_data):
     """List the products of the session's branch, by id, one page at a time."""
     limit, after = query_data["limit"], query_data["cursor"]
-    query = live_products(identity.branch_id).order_by(Product.id).limit(limit + 1)
-    if after is not None:
-        query = query.where(Product.id > after)
-    products, next_cursor = page_of(db.session.scalars(query).all(), limit)
-    return {"products": products, "next_cursor": next_cursor}
+
+    def build() -> bytes:
+        query = live_products(identity.branch_id).order_by(Product.id).limit(limit + 1)
+        if after is not None:
+            query = query.where(Product.id > after)
+        products, next_cursor = page_of(db.session.scalars(query).all(), limit)
+        page = ProductPageOut().dump({"products": products, "next_cursor": next_cursor})
+        return current_app.json.dumps(page).encode()
+
+    page = cached_page(identity.branch_id, limit, after, build)
+    return current_app.response_class(page, mimetype="application/json")
 
 
 @bp.get("/products/<int:product_id>")
@@ -104,6 +112,7 @@ def create_product(branch_id, json_data):
     product = Product(branch_id=branch_id, **json_data)
     db.session.add(product)
     db.session.commit()
+    invalidate(branch_id)
     return product
 
 
@@ -118,6 +127,7 @@ def update_product(branch_id, product_id, json_data):
     for field, value in json_data.items():
         setattr(product, field, value)
     db.session.commit()
+    invalidate(product.branch_id)
     return product
 
 
@@ -130,4 +140,5 @@ def delete_product(branch_id, product_id):
     product = get_product(product_id, branch_id)
     product.deleted_at = now_utc()
     db.session.commit()
+    invalidate(product.branch_id)
     return ""

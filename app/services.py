@@ -9,6 +9,7 @@ from redis.exceptions import RedisError
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 
+from . import cache
 from .access import Identity, live_products
 from .extensions import db, redis_client
 from .models import IdempotencyKey, Product, Purchase, now_utc
@@ -133,11 +134,18 @@ def top_products_key(branch_id: int) -> str:
 
 
 def record_sale(branch_id: int, product_id: int, quantity: int) -> None:
-    """Count committed units in the branch's ranking; `rebuild-top-products` repairs a miss."""
+    """After a committed sale: count it in the branch's ranking and drop its cached catalogue.
+
+    One round trip. If Redis misses it, `rebuild-top-products` repairs the ranking and the
+    catalogue cache expires by itself.
+    """
     try:
-        redis_client().zincrby(top_products_key(branch_id), quantity, product_id)
+        with redis_client().pipeline(transaction=False) as pipe:
+            pipe.zincrby(top_products_key(branch_id), quantity, product_id)
+            cache.invalidate(branch_id, pipe=pipe)
+            pipe.execute()
     except RedisError as exc:
-        log.warning("best sellers of branch %s missed a sale (%r); run rebuild-top-products", branch_id, exc)
+        log.warning("sale in branch %s not counted in Redis (%r); run rebuild-top-products", branch_id, exc)
 
 
 def top_products(branch_id: int, limit: int) -> list[dict]:

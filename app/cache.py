@@ -1,0 +1,58 @@
+"""Catalogue pages cached in Redis, one hash per branch, dropped by every write to the branch.
+
+A hit costs one HGET. A miss WATCHes the branch's hash before querying the database and
+stores the page only if nothing touched the hash meanwhile; every write replaces the hash
+(never a no-op, so the WATCH always notices), so a page read before a write is never
+cached after it.
+"""
+
+import logging
+from collections.abc import Callable
+from contextlib import suppress
+
+from redis.exceptions import RedisError, WatchError
+
+from .extensions import redis_client
+
+log = logging.getLogger(__name__)
+
+# Bounds what a missed invalidation (Redis unreachable right after a write) can leave stale.
+TTL_SECONDS = 60
+WRITTEN = "written"
+
+
+def _key(branch_id: int) -> str:
+    return f"catalogue:{branch_id}"
+
+
+def cached_page(branch_id: int, limit: int, after: int | None, build: Callable[[], bytes]) -> bytes:
+    """The page from the cache, or built by `build` (which queries the database) and cached."""
+    key, field = _key(branch_id), f"{limit}:{after or 0}"
+    client = redis_client()
+    page = client.hget(key, field)
+    if page is not None:
+        return page
+    with client.pipeline(transaction=True) as pipe:
+        pipe.watch(key)
+        page = build()
+        pipe.multi()
+        pipe.hset(key, field, page)
+        pipe.expire(key, TTL_SECONDS)
+        with suppress(WatchError):
+            pipe.execute()
+    return page
+
+
+def invalidate(*branch_ids: int, pipe=None) -> None:
+    """Drop the cached pages of these branches; on `pipe`, queue it with other commands."""
+    target = pipe if pipe is not None else redis_client().pipeline(transaction=True)
+    for branch_id in branch_ids:
+        key = _key(branch_id)
+        target.delete(key)
+        target.hset(key, WRITTEN, 1)
+        target.expire(key, TTL_SECONDS)
+    if pipe is None:
+        try:
+            target.execute()
+        except RedisError as exc:
+            log.warning("catalogue of branches %s may be stale for %ss: %r", branch_ids, TTL_SECONDS, exc)
