@@ -24,7 +24,9 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 
-db = SQLAlchemy(model_class=Base)
+# Views commit once and then answer from the objects they hold; reloading them after the
+# commit would cost a query per object for nothing.
+db = SQLAlchemy(model_class=Base, session_options={"expire_on_commit": False})
 migrate = Migrate()
 # Only routes that ask for it are limited; counters share the app's Redis client.
 limiter = Limiter(key_func=client_address, strategy="fixed-window", headers_enabled=True)

@@ -42,11 +42,17 @@ def purchase(identity: Identity, product_id: int, quantity: int, key: str | None
     fault either finds both or neither.
     """
     fingerprint = hashlib.sha256(f"{product_id}:{quantity}".encode()).hexdigest()
-    if key is not None:
-        replay = _replay(identity.user_id, key, fingerprint)
-        if replay is not None:
-            return replay
-    outcome = _sell(identity, product_id, quantity)
+    for _ in range(SNAPSHOT_ATTEMPTS):
+        if key is not None:
+            replay = _replay(identity.user_id, key, fingerprint)
+            if replay is not None:
+                return replay
+        outcome = _sell(identity, product_id, quantity)
+        if outcome is not None:
+            break
+        db.session.rollback()  # the product changed between its snapshot and the sale
+    else:
+        outcome = Outcome(409, error="The product changed during the purchase; retry")
     if key is not None:
         db.session.add(
             IdempotencyKey(
@@ -72,19 +78,31 @@ def purchase(identity: Identity, product_id: int, quantity: int, key: str | None
     return outcome
 
 
+# A sale retries this often when the product's name or price changes under it.
+SNAPSHOT_ATTEMPTS = 3
+
+
 def _replay(user_id: int, key: str, fingerprint: str) -> Outcome | None:
     """The stored outcome of this key, or None when the key is new (and now held by us)."""
+    stored_key = select(IdempotencyKey).where(IdempotencyKey.user_id == user_id, IdempotencyKey.key == key)
     if db.session.get_bind().dialect.name == "postgresql":
-        # Held until this transaction ends: a concurrent request with the key gets 409, not a wait.
+        # Held until this transaction ends: a concurrent request with the key gets 409, not a
+        # wait. Taken in the same round trip as the look-up; a key committed between the two is
+        # caught by the unique constraint at commit and replayed then.
         lock_id = int.from_bytes(
             hashlib.blake2b(f"{user_id}:{key}".encode(), digest_size=8).digest(), "big", signed=True
         )
-        if not db.session.scalar(select(func.pg_try_advisory_xact_lock(lock_id))):
+        row = db.session.execute(
+            select(func.pg_try_advisory_xact_lock(lock_id).label("held"), IdempotencyKey).outerjoin(
+                IdempotencyKey, (IdempotencyKey.user_id == user_id) & (IdempotencyKey.key == key)
+            )
+        ).one()
+        if not row.held:
             db.session.rollback()
             raise KeyInFlight
-    stored = db.session.scalar(
-        select(IdempotencyKey).where(IdempotencyKey.user_id == user_id, IdempotencyKey.key == key)
-    )
+        stored = row.IdempotencyKey
+    else:
+        stored = db.session.scalar(stored_key)
     if stored is None:
         return None
     purchase = db.session.get(Purchase, stored.purchase_id) if stored.purchase_id else None
@@ -94,39 +112,49 @@ def _replay(user_id: int, key: str, fingerprint: str) -> Outcome | None:
     return Outcome(stored.status_code, purchase, stored.error, replayed=True)
 
 
-def _sell(identity: Identity, product_id: int, quantity: int) -> Outcome:
-    # The stock check and the decrement are one UPDATE, so concurrent buyers can never take
-    # more than there is, on PostgreSQL and SQLite alike.
-    sold = db.session.execute(
+def _sell(identity: Identity, product_id: int, quantity: int) -> Outcome | None:
+    """Write the sale; None when the product changed after its snapshot was read.
+
+    Everything but the decrement is written first, so the product's row is locked only from
+    the UPDATE to the commit: concurrent buyers of one product queue for as short as possible.
+    The UPDATE checks the stock and the snapshot in one statement, so nobody oversells and no
+    purchase records a name or price the product no longer had (on PostgreSQL and SQLite).
+    """
+    snapshot = db.session.execute(
+        live_products(identity.branch_id)
+        .with_only_columns(Product.name, Product.price, Product.stock)
+        .where(Product.id == product_id)
+    ).one_or_none()
+    if snapshot is None:
+        return Outcome(404, error="Product not found")
+    if snapshot.stock < quantity:
+        return Outcome(409, error="Insufficient stock")
+    purchase = Purchase(
+        tenant_id=identity.tenant_id,
+        branch_id=identity.branch_id,
+        user_id=identity.user_id,
+        product_id=product_id,
+        product_name=snapshot.name,
+        unit_price=snapshot.price,
+        quantity=quantity,
+        total=snapshot.price * quantity,
+    )
+    db.session.add(purchase)
+    db.session.flush()
+    decremented = db.session.execute(
         update(Product)
         .where(
             Product.id == product_id,
             Product.branch_id == identity.branch_id,
             Product.deleted_at.is_(None),
             Product.stock >= quantity,
+            Product.name == snapshot.name,
+            Product.price == snapshot.price,
         )
         .values(stock=Product.stock - quantity)
-        .returning(Product.name, Product.price)
         .execution_options(synchronize_session=False)
-    ).one_or_none()
-    if sold is None:
-        exists = db.session.scalar(
-            live_products(identity.branch_id).with_only_columns(Product.id).where(Product.id == product_id)
-        )
-        return Outcome(409, error="Insufficient stock") if exists else Outcome(404, error="Product not found")
-    purchase = Purchase(
-        tenant_id=identity.tenant_id,
-        branch_id=identity.branch_id,
-        user_id=identity.user_id,
-        product_id=product_id,
-        product_name=sold.name,
-        unit_price=sold.price,
-        quantity=quantity,
-        total=sold.price * quantity,
-    )
-    db.session.add(purchase)
-    db.session.flush()
-    return Outcome(201, purchase)
+    ).rowcount
+    return Outcome(201, purchase) if decremented == 1 else None
 
 
 def top_products_key(branch_id: int) -> str:

@@ -1,6 +1,10 @@
 """Buying: stock, snapshots, history and best sellers."""
 
+import sqlite3
 from concurrent.futures import ThreadPoolExecutor
+from decimal import Decimal
+
+from sqlalchemy import event
 
 from app.extensions import db
 from app.models import Purchase
@@ -115,3 +119,25 @@ def test_rebuild_top_products_recounts_from_database(app, shop, runner):
     result = runner.invoke(args=["rebuild-top-products"])
     assert result.exit_code == 0, result.output
     assert customer.get("/stats/top-products").json["products"][0]["units_sold"] == 4
+
+
+def test_a_price_change_during_the_sale_is_never_recorded_stale(app, shop):
+    """The guarded UPDATE misses when the product changed after its snapshot; the sale retries."""
+    product_id = shop["product"]["id"]
+    changed = []
+
+    def change_price_first(conn, cursor, statement, parameters, context, executemany):
+        # Another client commits a new price after this sale read its snapshot.
+        if statement.startswith("INSERT INTO purchases") and not changed:
+            changed.append(True)
+            with sqlite3.connect(db.engine.url.database) as other:
+                other.execute("UPDATE products SET price_cents = 999 WHERE id = ?", (product_id,))
+
+    with app.app_context():
+        event.listen(db.engine, "before_cursor_execute", change_price_first)
+    response = shop["customer"].post("/purchase", json={"product_id": product_id, "quantity": 2})
+    assert changed and response.status_code == 201
+    assert (response.json["unit_price"], response.json["total"]) == (9.99, 19.98)
+    with app.app_context():
+        assert [(p.unit_price, p.quantity) for p in db.session.query(Purchase)] == [(Decimal("9.99"), 2)]
+    assert shop["customer"].get(f"/products/{product_id}").json["stock"] == 8
