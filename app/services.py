@@ -92,15 +92,16 @@ def _replay(user_id: int, key: str, fingerprint: str) -> Outcome | None:
         lock_id = int.from_bytes(
             hashlib.blake2b(f"{user_id}:{key}".encode(), digest_size=8).digest(), "big", signed=True
         )
-        row = db.session.execute(
-            select(func.pg_try_advisory_xact_lock(lock_id).label("held"), IdempotencyKey).outerjoin(
-                IdempotencyKey, (IdempotencyKey.user_id == user_id) & (IdempotencyKey.key == key)
+        held, stored_id = db.session.execute(
+            select(
+                func.pg_try_advisory_xact_lock(lock_id),
+                stored_key.with_only_columns(IdempotencyKey.id).scalar_subquery(),
             )
         ).one()
-        if not row.held:
+        if not held:
             db.session.rollback()
             raise KeyInFlight
-        stored = row.IdempotencyKey
+        stored = db.session.get(IdempotencyKey, stored_id) if stored_id else None
     else:
         stored = db.session.scalar(stored_key)
     if stored is None:

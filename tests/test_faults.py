@@ -9,6 +9,7 @@ import signal
 import threading
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 import psycopg
 import pytest
@@ -99,7 +100,7 @@ class Buyer(threading.Thread):
         while self.pending and time.monotonic() < deadline:
             if self.settle(self.pending):
                 self.pending = None
-        assert self.pending is None
+        assert self.pending is None, self.answers[-5:]
 
 
 def run_traffic(port, product_id, faults):
@@ -193,3 +194,33 @@ def test_database_connections_terminated_mid_traffic(live_app, shop, postgres_ur
 
     buyers = run_traffic(server.port, product_id, faults)
     check(live_app, product_id, buyers)
+
+
+def test_one_idempotency_key_buys_once_under_concurrency_and_after_a_redis_restart(live_app, shop, own_redis):
+    server, product_id = shop
+    body, key = {"product_id": product_id, "quantity": 1}, {"Idempotency-Key": "order-42"}
+    buyer = HttpClient(server.port)
+    assert buyer.request("POST", "/login", CREDENTIALS)[0] == 200
+
+    def attempt(_):
+        return buyer.request("POST", "/purchase", body, key)
+
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        answers = list(pool.map(attempt, range(20)))
+    statuses = [status for status, _, _ in answers]
+    assert set(statuses) <= {201, 409} and 201 in statuses
+    created = {answer["purchase_id"] for status, answer, _ in answers if status == 201}
+    with live_app.app_context():
+        assert db.session.scalars(db.select(Purchase.id)).all() == list(created)
+        assert db.session.get(Product, product_id).stock == STOCK - 1
+
+    own_redis.stop()
+    own_redis.start()
+    status, _, _ = buyer.request("POST", "/purchase", body, key)
+    assert status == 401  # the session was in the Redis that restarted empty
+    assert buyer.request("POST", "/login", CREDENTIALS)[0] == 200
+    status, replay, response = buyer.request("POST", "/purchase", body, key)
+    assert status == 201 and replay["purchase_id"] in created
+    assert response.getheader("Idempotent-Replayed") == "true"
+    with live_app.app_context():
+        assert db.session.query(Purchase).count() == 1
