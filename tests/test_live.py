@@ -34,6 +34,8 @@ def test_login_creates_redis_key_with_bounded_ttl_and_logout_deletes_it(live_app
     key = f"session:{session_cookie(client)}"
     assert redis.exists(key)
     assert 0 < redis.ttl(key) <= live_app.config["SESSION_IDLE_TIMEOUT"]
+    # Lean: ids, role and two timestamps, well under 200 bytes with the key itself.
+    assert redis.memory_usage(key, samples=0) <= 200
     assert client.post("/logout").status_code == 200
     assert not redis.exists(key)
     assert client.get("/me").status_code == 401
