@@ -91,15 +91,7 @@ def create_purchase(identity: Identity, json_data, headers):
     replayed = {"Idempotent-Replayed": "true"} if outcome.replayed else {}
     if outcome.error:
         abort(outcome.status, outcome.error, headers=replayed)
-    bought = outcome.purchase
-    body = {
-        "message": "Purchase created",
-        "purchase_id": bought.id,
-        "product_id": bought.product_id,
-        "quantity": bought.quantity,
-        "unit_price": bought.unit_price,
-        "total": bought.total,
-    }
+    body = {"message": "Purchase created", **outcome.receipt}
     return body, 201, replayed
 
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from redis.exceptions import RedisError
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from . import cache
@@ -19,10 +19,10 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Outcome:
-    """What a purchase request answers: the purchase, or an error status and message."""
+    """What a purchase request answers: the receipt of the purchase, or an error."""
 
     status: int
-    purchase: Purchase | None = None
+    receipt: dict | None = None
     error: str | None = None
     replayed: bool = False
 
@@ -35,51 +35,69 @@ class KeyInFlight(Exception):
     """Another request with the same idempotency key is still running."""
 
 
+# A sale retries this often when the product's name or price changes under it.
+SNAPSHOT_ATTEMPTS = 3
+
+
 def purchase(identity: Identity, product_id: int, quantity: int, key: str | None = None) -> Outcome:
     """Sell `quantity` units of a product of the buyer's branch, at most once per idempotency key.
 
     The outcome and the key are committed together with the purchase, so a retry after any
-    fault either finds both or neither.
+    fault either finds both or neither. Statements are Core, not the ORM's unit of work: this
+    is the busiest write of the store.
     """
-    fingerprint = hashlib.sha256(f"{product_id}:{quantity}".encode()).hexdigest()
-    for _ in range(SNAPSHOT_ATTEMPTS):
-        if key is not None:
-            replay = _replay(identity.user_id, key, fingerprint)
-            if replay is not None:
-                return replay
-        outcome = _sell(identity, product_id, quantity)
-        if outcome is not None:
-            break
-        db.session.rollback()  # the product changed between its snapshot and the sale
-    else:
-        outcome = Outcome(409, error="The product changed during the purchase; retry")
-    if key is not None:
-        db.session.add(
-            IdempotencyKey(
-                user_id=identity.user_id,
-                key=key,
-                request_hash=fingerprint,
-                status_code=outcome.status,
-                purchase_id=outcome.purchase.id if outcome.purchase else None,
-                error=outcome.error,
-            )
-        )
+    remember = _key_writer(identity.user_id, key, product_id, quantity)
     try:
+        outcome = _sell_with_retries(identity, product_id, quantity, remember)
+        if outcome.replayed:
+            return outcome
         db.session.commit()
     except IntegrityError:
-        # The same key committed first in a concurrent request (SQLite has no advisory lock).
+        # The same key was written first by a concurrent request (SQLite has no advisory lock).
         db.session.rollback()
-        replay = _replay(identity.user_id, key, fingerprint) if key is not None else None
+        replay = _replay(identity.user_id, key, remember.fingerprint) if key is not None else None
         if replay is None:
             raise
         return replay
-    if outcome.purchase is not None:
+    if outcome.receipt is not None:
         record_sale(identity.branch_id, product_id, quantity)
     return outcome
 
 
-# A sale retries this often when the product's name or price changes under it.
-SNAPSHOT_ATTEMPTS = 3
+def _sell_with_retries(identity: Identity, product_id: int, quantity: int, remember) -> Outcome:
+    for _ in range(SNAPSHOT_ATTEMPTS):
+        if remember.key is not None:
+            replay = _replay(identity.user_id, remember.key, remember.fingerprint)
+            if replay is not None:
+                return replay
+        outcome = _sell(identity, product_id, quantity, remember)
+        if outcome is not None:
+            return outcome
+        db.session.rollback()  # the product changed between its snapshot and the sale
+    return remember(Outcome(409, error="The product changed during the purchase; retry"))
+
+
+class _key_writer:
+    """Writes the outcome under the idempotency key in the current transaction (if there is a key)."""
+
+    def __init__(self, user_id: int, key: str | None, product_id: int, quantity: int):
+        self.user_id, self.key = user_id, key
+        self.fingerprint = hashlib.sha256(f"{product_id}:{quantity}".encode()).hexdigest()
+
+    def __call__(self, outcome: Outcome) -> Outcome:
+        if self.key is not None:
+            db.session.execute(
+                insert(IdempotencyKey).values(
+                    user_id=self.user_id,
+                    key=self.key,
+                    request_hash=self.fingerprint,
+                    status_code=outcome.status,
+                    purchase_id=outcome.receipt["purchase_id"] if outcome.receipt else None,
+                    error=outcome.error,
+                    created_at=now_utc(),
+                )
+            )
+        return outcome
 
 
 def _replay(user_id: int, key: str, fingerprint: str) -> Outcome | None:
@@ -106,14 +124,22 @@ def _replay(user_id: int, key: str, fingerprint: str) -> Outcome | None:
         stored = db.session.scalar(stored_key)
     if stored is None:
         return None
-    purchase = db.session.get(Purchase, stored.purchase_id) if stored.purchase_id else None
+    receipt = _receipt(stored.purchase_id) if stored.purchase_id else None
     db.session.rollback()
     if stored.request_hash != fingerprint:
         raise KeyReused
-    return Outcome(stored.status_code, purchase, stored.error, replayed=True)
+    return Outcome(stored.status_code, receipt, stored.error, replayed=True)
 
 
-def _sell(identity: Identity, product_id: int, quantity: int) -> Outcome | None:
+RECEIPT = (Purchase.product_id, Purchase.quantity, Purchase.unit_price, Purchase.total)
+
+
+def _receipt(purchase_id: int) -> dict:
+    row = db.session.execute(select(*RECEIPT).where(Purchase.id == purchase_id)).one()
+    return {"purchase_id": purchase_id, **row._asdict()}
+
+
+def _sell(identity: Identity, product_id: int, quantity: int, remember) -> Outcome | None:
     """Write the sale; None when the product changed after its snapshot was read.
 
     Everything but the decrement is written first, so the product's row is locked only from
@@ -127,21 +153,33 @@ def _sell(identity: Identity, product_id: int, quantity: int) -> Outcome | None:
         .where(Product.id == product_id)
     ).one_or_none()
     if snapshot is None:
-        return Outcome(404, error="Product not found")
+        return remember(Outcome(404, error="Product not found"))
     if snapshot.stock < quantity:
-        return Outcome(409, error="Insufficient stock")
-    purchase = Purchase(
-        tenant_id=identity.tenant_id,
-        branch_id=identity.branch_id,
-        user_id=identity.user_id,
-        product_id=product_id,
-        product_name=snapshot.name,
-        unit_price=snapshot.price,
-        quantity=quantity,
-        total=snapshot.price * quantity,
-    )
-    db.session.add(purchase)
-    db.session.flush()
+        return remember(Outcome(409, error="Insufficient stock"))
+    total = snapshot.price * quantity
+    purchase_id = db.session.execute(
+        insert(Purchase)
+        .values(
+            tenant_id=identity.tenant_id,
+            branch_id=identity.branch_id,
+            user_id=identity.user_id,
+            product_id=product_id,
+            product_name=snapshot.name,
+            unit_price=snapshot.price,
+            quantity=quantity,
+            total=total,
+            created_at=now_utc(),
+        )
+        .returning(Purchase.id)
+    ).scalar_one()
+    receipt = {
+        "purchase_id": purchase_id,
+        "product_id": product_id,
+        "quantity": quantity,
+        "unit_price": snapshot.price,
+        "total": total,
+    }
+    outcome = remember(Outcome(201, receipt))
     decremented = db.session.execute(
         update(Product)
         .where(
@@ -155,7 +193,7 @@ def _sell(identity: Identity, product_id: int, quantity: int) -> Outcome | None:
         .values(stock=Product.stock - quantity)
         .execution_options(synchronize_session=False)
     ).rowcount
-    return Outcome(201, purchase) if decremented == 1 else None
+    return outcome if decremented == 1 else None
 
 
 def top_products_key(branch_id: int) -> str:
