@@ -1,41 +1,66 @@
 """The app's Redis client: short timeouts, and fail-fast for a moment once Redis stops answering."""
 
-import logging
-import threading
 import time
+from contextlib import contextmanager
 
 from redis import Redis
 from redis.backoff import ExponentialBackoff
+from redis.client import Pipeline
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
-log = logging.getLogger(__name__)
 
-
-class GuardedRedis(Redis):
-    """A Redis client that, after a timeout or refused connection, fails at once for a moment.
+class Breaker:
+    """After a timeout or refused connection, refuse every call at once for `cooldown` seconds.
 
     Without this every request of a stalled period waits out the socket timeout, workers
     pile up and answers stop coming within a second. The first call after the pause tries
     Redis again, so the service recovers by itself.
     """
 
-    def __init__(self, *args, cooldown: float = 1.0, **kwargs):
-        super().__init__(*args, **kwargs)
+    def __init__(self, cooldown: float):
         self.cooldown = cooldown
-        self._unavailable_until = 0.0
-        self._lock = threading.Lock()
+        self.open_until = 0.0
 
-    def execute_command(self, *args, **options):
-        if time.monotonic() < self._unavailable_until:
+    @contextmanager
+    def guard(self):
+        if time.monotonic() < self.open_until:
             raise RedisConnectionError("Redis unavailable; not retrying for a moment")
         try:
-            return super().execute_command(*args, **options)
+            yield
         except (RedisConnectionError, RedisTimeoutError):
-            with self._lock:
-                self._unavailable_until = time.monotonic() + self.cooldown
+            self.open_until = time.monotonic() + self.cooldown
             raise
+
+
+class GuardedPipeline(Pipeline):
+    breaker: Breaker
+
+    def immediate_execute_command(self, *args, **options):
+        with self.breaker.guard():
+            return super().immediate_execute_command(*args, **options)
+
+    def execute(self, raise_on_error: bool = True):
+        with self.breaker.guard():
+            return super().execute(raise_on_error)
+
+
+class GuardedRedis(Redis):
+    """A Redis client whose commands and pipelines share one breaker."""
+
+    def __init__(self, *args, cooldown: float = 1.0, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.breaker = Breaker(cooldown)
+
+    def execute_command(self, *args, **options):
+        with self.breaker.guard():
+            return super().execute_command(*args, **options)
+
+    def pipeline(self, transaction: bool = True, shard_hint=None) -> GuardedPipeline:
+        pipe = GuardedPipeline(self.connection_pool, self.response_callbacks, transaction, shard_hint)
+        pipe.breaker = self.breaker
+        return pipe
 
 
 def connect(url: str, timeout: float) -> GuardedRedis:
