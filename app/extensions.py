@@ -1,6 +1,6 @@
 """Extension objects, created unbound here and bound to the app in create_app."""
 
-from flask import current_app
+from flask import current_app, request
 from flask_limiter import Limiter
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
@@ -30,6 +30,12 @@ db = SQLAlchemy(model_class=Base, session_options={"expire_on_commit": False})
 migrate = Migrate()
 # Only routes that ask for it are limited; counters share the app's Redis client.
 limiter = Limiter(key_func=client_address, strategy="fixed-window", headers_enabled=True)
+
+
+@limiter.request_filter
+def _unlimited_route() -> bool:
+    # Only /login has limits; skip the limiter's per-request bookkeeping everywhere else.
+    return request.endpoint != "accounts.login"
 
 
 def redis_client() -> Redis:
