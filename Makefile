@@ -4,7 +4,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 FLASK := $(BIN)/flask --app app
 
-.PHONY: run test lint migrate seed clean
+.PHONY: run test test-deps lint clean
+
+# System tools some tests drive: Chromium renders /docs offline, wrk runs the benchmark smoke.
+APT_GET := $(shell [ "$$(id -u)" = 0 ] || echo sudo) apt-get
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -21,8 +24,12 @@ run: $(VENV)/.installed
 	$(BIN)/python run.py
 
 ## Every test: unit tests, and integration tests on the local PostgreSQL and Redis.
-test: $(VENV)/.installed
+test: $(VENV)/.installed test-deps
 	$(BIN)/pytest
+
+test-deps:
+	@command -v chromium >/dev/null && command -v wrk >/dev/null || \
+	  { $(APT_GET) update -qq && $(APT_GET) install -y -qq chromium wrk; }
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check .
@@ -30,3 +37,15 @@ lint: $(VENV)/.installed
 
 clean:
 	rm -rf $(VENV) instance .pytest_cache
+
+# The benchmark (bench/README.md): the store under gunicorn on PostgreSQL and Redis, against a
+# plain Flask JSON route and a default Flask-Session read.
+.PHONY: bench bench-smoke
+
+## Full run: N = 1,000 and 1,000,000; writes bench/results/{results.md,results.json,chart.png}.
+bench: $(VENV)/.installed test-deps
+	$(BIN)/python bench/run.py
+
+## Quick check that the harness works (N = 1,000, 2 s runs); writes bench/results/smoke/.
+bench-smoke: $(VENV)/.installed test-deps
+	$(BIN)/python bench/run.py --smoke
