@@ -1113,7 +1113,7 @@ def main(argv: list[str] | None = None) -> int:
         print_table(report)
         return 0
     if shutil.which("wrk") is None:
-        print("bench: wrk is not installed (apt-get install -y wrk, or `make bench-deps`)", file=sys.stderr)
+        print("bench: wrk is not installed (apt-get install -y wrk, or `make test-deps`)", file=sys.stderr)
         return 2
     signal.signal(signal.SIGTERM, stop_on_signal)
     signal.signal(signal.SIGHUP, stop_on_signal)
