@@ -46,7 +46,7 @@ def purchase(identity: Identity, product_id: int, quantity: int, key: str | None
     fault either finds both or neither. Statements are Core, not the ORM's unit of work: this
     is the busiest write of the store.
     """
-    remember = _key_writer(identity.user_id, key, product_id, quantity)
+    remember = _KeyRecorder(identity.user_id, key, product_id, quantity)
     try:
         outcome = _sell_with_retries(identity, product_id, quantity, remember)
         if outcome.replayed:
@@ -77,7 +77,7 @@ def _sell_with_retries(identity: Identity, product_id: int, quantity: int, remem
     return remember(Outcome(409, error="The product changed during the purchase; retry"))
 
 
-class _key_writer:
+class _KeyRecorder:
     """Writes the outcome under the idempotency key in the current transaction (if there is a key)."""
 
     def __init__(self, user_id: int, key: str | None, product_id: int, quantity: int):

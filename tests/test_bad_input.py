@@ -14,8 +14,12 @@ DROP = object()  # leave the field out
 # route: (caller, method, path, a valid body). The shop's tenant, branch and product are all id 1.
 ROUTES = {
     "register_tenants": ("admin", "POST", "/register_tenants", {"tenant_names": ["initech"]}),
-    "register_user": ("admin", "POST", "/register_user",
-                      {"username": "newbie", "password": "password123", "branch_id": 1, "role": "customer"}),
+    "register_user": (
+        "admin",
+        "POST",
+        "/register_user",
+        {"username": "newbie", "password": "password123", "branch_id": 1, "role": "customer"},
+    ),
     "login": ("anonymous", "POST", "/login", {"username": "customer1", "password": "password123"}),
     "create_product": ("manager", "POST", "/products", {"name": "Tea", "price": 1.5, "stock": 3}),
     "patch_product": ("manager", "PATCH", "/products/1", {"name": "Tea", "price": 1.5, "stock": 3}),
@@ -27,8 +31,21 @@ BAD_NAMES = [DROP, None, "", "   ", "x" * 101, 5, True, ["Tea"]]
 BAD_PRICES = [DROP, None, "1", True, 0, -1, 1000000.01, 0.001, 1e300, [1]]
 BAD_STOCKS = [None, -1, 1.5, "3", True, 2**40]
 BAD_FIELDS = (
-    [("register_tenants", "tenant_names", v) for v in
-     [DROP, None, "initech", [], [1], [None], [""], [" "], ["x" * 101], [f"t{n}" for n in range(101)]]]
+    [
+        ("register_tenants", "tenant_names", v)
+        for v in [
+            DROP,
+            None,
+            "initech",
+            [],
+            [1],
+            [None],
+            [""],
+            [" "],
+            ["x" * 101],
+            [f"t{n}" for n in range(101)],
+        ]
+    ]
     + [("register_user", "username", v) for v in [DROP, None, "ab", "x" * 65, "bad name", "alice\n", 7]]
     + [("register_user", "password", v) for v in [DROP, None, "short12", "x" * 129, 12345678]]
     + [("register_user", "branch_id", v) for v in BAD_IDS]
@@ -67,8 +84,10 @@ def unchanged(app, call):
 
     def rows():
         with app.app_context():
-            return [db.session.execute(select(model.__table__).order_by("id")).all()
-                    for model in (Tenant, Branch, User, Product, Purchase)]
+            return [
+                db.session.execute(select(model.__table__).order_by("id")).all()
+                for model in (Tenant, Branch, User, Product, Purchase)
+            ]
 
     before = rows()
     yield
@@ -93,9 +112,10 @@ def label(value):
     return "missing" if value is DROP else repr(value)[:20]
 
 
-@pytest.mark.parametrize("route, field, value", [
-    pytest.param(*case, id=f"{case[0]}-{case[1]}-{label(case[2])}") for case in BAD_FIELDS
-])
+@pytest.mark.parametrize(
+    "route, field, value",
+    [pytest.param(*case, id=f"{case[0]}-{case[1]}-{label(case[2])}") for case in BAD_FIELDS],
+)
 def test_invalid_field_is_a_422_naming_the_field(call, unchanged, route, field, value):
     caller, method, path, body = ROUTES[route]
     body = {**body, field: value}
@@ -113,19 +133,33 @@ def test_body_that_is_not_an_object_or_is_empty_is_a_422(call, unchanged, route,
 
 
 @pytest.mark.parametrize("route", ROUTES)
-@pytest.mark.parametrize("payload, content_type, status", [
-    ({"a": "b"}, "application/x-www-form-urlencoded", 415),
-    ('{"a": 1}', "text/plain", 415),
-    ('{"a": 1}', None, 415),
-    ("{", "application/json", 400),
-    ('{"name": "x",}', "application/json", 400),
-    ("{'name': 'x'}", "application/json", 400),
-    (b'{"name": "\xff"}', "application/json", 400),
-    ("[" * 100_000 + "]" * 100_000, "application/json", 400),
-    ('{"n": ' + "9" * 5000 + "}", "application/json", 400),
-    ('{"x": "' + "y" * (1024 * 1024) + '"}', "application/json", 413),
-], ids=["form", "text", "no-type", "truncated", "trailing-comma", "quotes", "bad-utf8", "deep", "huge-int",
-        "over-1MiB"])
+@pytest.mark.parametrize(
+    "payload, content_type, status",
+    [
+        ({"a": "b"}, "application/x-www-form-urlencoded", 415),
+        ('{"a": 1}', "text/plain", 415),
+        ('{"a": 1}', None, 415),
+        ("{", "application/json", 400),
+        ('{"name": "x",}', "application/json", 400),
+        ("{'name': 'x'}", "application/json", 400),
+        (b'{"name": "\xff"}', "application/json", 400),
+        ("[" * 100_000 + "]" * 100_000, "application/json", 400),
+        ('{"n": ' + "9" * 5000 + "}", "application/json", 400),
+        ('{"x": "' + "y" * (1024 * 1024) + '"}', "application/json", 413),
+    ],
+    ids=[
+        "form",
+        "text",
+        "no-type",
+        "truncated",
+        "trailing-comma",
+        "quotes",
+        "bad-utf8",
+        "deep",
+        "huge-int",
+        "over-1MiB",
+    ],
+)
 def test_body_that_is_not_json_is_refused(call, unchanged, route, payload, content_type, status):
     caller, method, path, _ = ROUTES[route]
     assert_error(call(caller, method, path, data=payload, content_type=content_type), status)
@@ -136,15 +170,27 @@ def cursor(raw: bytes) -> str:
 
 
 BAD_LIMITS = ["0", "-1", "abc", "", "1.5", "true", "99999999999999999999"]
-BAD_CURSORS = ["abc", "", "!!!", cursor(b"id:x"), cursor(b"id:-1"), cursor(b"pk:1"), cursor(b"\xff\xfe"),
-               cursor(b"id:2147483648"), cursor(b"id:" + b"9" * 30)]
+BAD_CURSORS = [
+    "abc",
+    "",
+    "!!!",
+    cursor(b"id:x"),
+    cursor(b"id:-1"),
+    cursor(b"pk:1"),
+    cursor(b"\xff\xfe"),
+    cursor(b"id:2147483648"),
+    cursor(b"id:" + b"9" * 30),
+]
 
 
-@pytest.mark.parametrize("query", [
-    *(f"/{path}?limit={limit}" for path in ("products", "purchases") for limit in [*BAD_LIMITS, "101"]),
-    *(f"/{path}?cursor={value}" for path in ("products", "purchases") for value in BAD_CURSORS),
-    *(f"/stats/top-products?limit={limit}" for limit in [*BAD_LIMITS, "51"]),
-])
+@pytest.mark.parametrize(
+    "query",
+    [
+        *(f"/{path}?limit={limit}" for path in ("products", "purchases") for limit in [*BAD_LIMITS, "101"]),
+        *(f"/{path}?cursor={value}" for path in ("products", "purchases") for value in BAD_CURSORS),
+        *(f"/stats/top-products?limit={limit}" for limit in [*BAD_LIMITS, "51"]),
+    ],
+)
 def test_bad_limit_or_cursor_is_a_422(call, query):
     field = query.split("?")[1].split("=")[0]
     assert_error(call("manager", "GET", query), 422, field)
@@ -157,12 +203,23 @@ def test_impossible_product_id_in_path_is_a_404(call, unchanged, method, product
     assert_error(call("manager", method, f"/products/{product_id}", json=body), 404)
 
 
-@pytest.mark.parametrize("method, path, status", [
-    ("GET", "/nope", 404), ("POST", "/nope", 404), ("GET", "/products/1/extra", 404),
-    ("GET", "/products/", 404), ("PUT", "/purchase", 405), ("GET", "/purchase", 405),
-    ("DELETE", "/products", 405), ("POST", "/me", 405), ("GET", "/login", 405),
-    ("PUT", "/products/1", 405), ("GET", "/branches", 405), ("DELETE", "/logout", 405),
-])
+@pytest.mark.parametrize(
+    "method, path, status",
+    [
+        ("GET", "/nope", 404),
+        ("POST", "/nope", 404),
+        ("GET", "/products/1/extra", 404),
+        ("GET", "/products/", 404),
+        ("PUT", "/purchase", 405),
+        ("GET", "/purchase", 405),
+        ("DELETE", "/products", 405),
+        ("POST", "/me", 405),
+        ("GET", "/login", 405),
+        ("PUT", "/products/1", 405),
+        ("GET", "/branches", 405),
+        ("DELETE", "/logout", 405),
+    ],
+)
 def test_unknown_route_or_method_is_json(call, unchanged, method, path, status):
     assert_error(call("manager", method, path, json={"name": "x"}), status)
 

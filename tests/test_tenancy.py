@@ -66,8 +66,12 @@ class World:
         self.app = app
         sibling, foreign = store.branch(shop["tenant_id"], "north"), store.tenant("globex")
         self.tenants = {"own": shop["tenant_id"], "foreign": foreign["id"], "missing": MISSING}
-        self.branches = {"own": shop["branch_id"], "sibling": sibling["id"],
-                         "foreign": foreign["branches"][0]["id"], "missing": MISSING}
+        self.branches = {
+            "own": shop["branch_id"],
+            "sibling": sibling["id"],
+            "foreign": foreign["branches"][0]["id"],
+            "missing": MISSING,
+        }
         self.products = {"own": shop["product"]["id"], "missing": MISSING}
         self.viewers = {"own": shop["customer"]}
         for target in ("sibling", "foreign"):
@@ -103,8 +107,10 @@ class World:
     def state(self):
         """Every row a call could create or change, and the best-seller rankings."""
         with self.app.app_context():
-            rows = [db.session.execute(select(model.__table__).order_by("id")).all()
-                    for model in (Tenant, Branch, User, Product, Purchase)]
+            rows = [
+                db.session.execute(select(model.__table__).order_by("id")).all()
+                for model in (Tenant, Branch, User, Product, Purchase)
+            ]
         redis = self.app.extensions["redis"]
         return rows, {key: redis.zrange(key, 0, -1, withscores=True) for key in redis.keys("top-products:*")}
 
@@ -203,5 +209,9 @@ def test_best_sellers_never_show_other_branches_products(world, target):
 def test_me_names_the_sessions_own_branch_and_tenant(world, actor):
     me = world.call(actor, "GET", "/me").json
     assert (me["role"], me["branch_id"], me["branch_name"], me["tenant_id"], me["tenant_name"]) == (
-        actor, world.branches["own"], "main", world.tenants["own"], "acme")
-
+        actor,
+        world.branches["own"],
+        "main",
+        world.tenants["own"],
+        "acme",
+    )
