@@ -1,14 +1,18 @@
 """The one place error JSON is built: {"error": ..., "details": {field: [messages]}}."""
 
 import logging
+import time
 
 from apiflask import APIFlask
 from apiflask.exceptions import HTTPError
+from flask_limiter.errors import RateLimitExceeded
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from werkzeug.exceptions import InternalServerError
+
+from .extensions import limiter
 
 log = logging.getLogger(__name__)
 
@@ -65,12 +69,18 @@ def register_error_handlers(app: APIFlask) -> None:
         details = None
         if error.status_code == app.config["VALIDATION_ERROR_STATUS_CODE"] and error.detail:
             details = _flatten(error.detail)
-        elif error.status_code == 429:
-            return error_response(429, "Too many failed attempts; retry later", headers=error.headers)
         elif error.status_code == 400:
             # The one 400 a JSON-only API raises: a body that does not parse as JSON.
             return error_response(400, "Malformed JSON body", headers=error.headers)
         return error_response(error.status_code, error.message, details, error.headers)
+
+    @app.errorhandler(RateLimitExceeded)
+    def too_many_attempts(error: RateLimitExceeded):
+        limit = limiter.current_limit
+        wait = max(1, int(limit.reset_at - time.time())) if limit else 60
+        return error_response(
+            429, "Too many failed attempts; retry later", headers={"Retry-After": str(wait)}
+        )
 
     def unavailable(cause: BaseException):
         log.warning("dependency unavailable: %r", cause)

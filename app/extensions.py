@@ -29,7 +29,9 @@ class Base(DeclarativeBase):
 db = SQLAlchemy(model_class=Base, session_options={"expire_on_commit": False})
 migrate = Migrate()
 # Only routes that ask for it are limited; counters share the app's Redis client.
-limiter = Limiter(key_func=client_address, strategy="fixed-window", headers_enabled=True)
+# Headers off: the limiter would stamp its Retry-After on every login answer, a 503 included;
+# errors.py sets it on the 429 alone.
+limiter = Limiter(key_func=client_address, strategy="fixed-window", headers_enabled=False)
 
 
 @limiter.request_filter

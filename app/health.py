@@ -50,5 +50,8 @@ def ready():
     down = [name for name, state in parts.items() if state != "ok"]
     if not down:
         return {"status": "ok", **parts}
-    body = {"status": "down", "error": f"{' and '.join(down)} unavailable", **parts}
-    return jsonify(body), 503, {"Retry-After": RETRY_AFTER}
+    # A finished response: APIFlask would otherwise pass a tuple's body through ReadyOut.
+    response = jsonify(status="down", error=f"{' and '.join(down)} unavailable", **parts)
+    response.status_code = 503
+    response.headers["Retry-After"] = RETRY_AFTER
+    return response

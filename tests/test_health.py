@@ -1,0 +1,63 @@
+"""Liveness, readiness, and what a fault looks like to a client."""
+
+import pytest
+
+from app import create_app
+from app.extensions import db
+from config import TestingConfig
+
+from . import services
+
+
+def app_with(tmp_path, **env):
+    app = create_app(TestingConfig({"DATABASE_URL": f"sqlite:///{tmp_path / 'store.db'}", **env}))
+    app.config["PROPAGATE_EXCEPTIONS"] = False
+    with app.app_context():
+        db.create_all()
+    return app
+
+
+def test_ready_when_redis_and_the_database_answer(client):
+    response = client.get("/health/ready")
+    assert response.status_code == 200
+    assert response.json == {"status": "ok", "redis": "ok", "database": "ok"}
+
+
+@pytest.mark.redis
+def test_ready_names_redis_when_it_is_down_and_health_stays_up(tmp_path):
+    app = app_with(tmp_path, REDIS_URL=f"redis://127.0.0.1:{services.free_port()}/0")
+    client = app.test_client()
+    client.set_cookie("session", "a-session-id-that-needs-redis-to-read")
+    response = client.get("/health/ready")
+    assert response.status_code == 503
+    assert response.headers["Retry-After"] == "1"
+    assert response.json["redis"] == "down" and response.json["database"] == "ok"
+    assert "redis" in response.json["error"]
+    assert client.get("/health").status_code == 200
+    me = client.get("/me")
+    assert me.status_code == 503 and me.json == {"error": "Service temporarily unavailable"}
+
+
+@pytest.mark.postgres
+def test_ready_names_the_database_when_it_is_down(tmp_path):
+    unreachable = f"postgresql+psycopg://postgres@127.0.0.1:{services.free_port()}/store"
+    broken = create_app(TestingConfig({"DATABASE_URL": unreachable}))
+    broken.config["PROPAGATE_EXCEPTIONS"] = False
+    response = broken.test_client().get("/health/ready")
+    assert response.status_code == 503
+    assert response.json["database"] == "down" and response.json["redis"] == "ok"
+    login = broken.test_client().post("/login", json={"username": "alice", "password": "password123"})
+    assert login.status_code == 503 and login.headers["Retry-After"] == "1"
+
+
+def test_an_unexpected_error_is_a_json_500_without_a_trace(tmp_path):
+    app = app_with(tmp_path)
+
+    @app.get("/boom")
+    def boom():
+        raise RuntimeError("secret detail")
+
+    response = app.test_client().get("/boom")
+    assert response.status_code == 500
+    assert response.json == {"error": "Internal server error"}
+    assert b"secret detail" not in response.data and b"Traceback" not in response.data
