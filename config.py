@@ -44,6 +44,8 @@ class Config:
     SESSION_COOKIE_SECURE = False
 
     MAX_CONTENT_LENGTH = 1024 * 1024
+    # Flask's automatic OPTIONS answers are empty text/html; undocumented methods get a JSON 405.
+    PROVIDE_AUTOMATIC_OPTIONS = False
     # Fail fast while Redis is stalled instead of holding a worker.
     REDIS_SOCKET_TIMEOUT = 0.3
     # OWASP's scrypt minimum: N=2^15, r=8, p=3. Older hashes are upgraded at the next login.

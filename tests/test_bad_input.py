@@ -218,6 +218,8 @@ def test_impossible_product_id_in_path_is_a_404(call, unchanged, method, product
         ("PUT", "/products/1", 405),
         ("GET", "/branches", 405),
         ("DELETE", "/logout", 405),
+        ("OPTIONS", "/products", 405),
+        ("OPTIONS", "/purchase", 405),
     ],
 )
 def test_unknown_route_or_method_is_json(call, unchanged, method, path, status):
