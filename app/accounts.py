@@ -3,9 +3,9 @@
 from apiflask import APIBlueprint, Schema, abort, fields, validators
 from flask import session
 from sqlalchemy import func, select
-from sqlalchemy.exc import IntegrityError
 
 from .access import Identity, get_branch, is_admin, login_required, start_session
+from .errors import commit_or_conflict
 from .extensions import db, limiter
 from .models import ROLES, Branch, Tenant, User
 from .passwords import hash_password, needs_rehash, verify_password
@@ -79,11 +79,7 @@ def register_user(json_data):
         branch=branch,
     )
     db.session.add(user)
-    try:
-        db.session.commit()
-    except IntegrityError:
-        db.session.rollback()
-        abort(409, "Username taken")
+    commit_or_conflict("Username taken")
     return {"message": "User registered", "user_id": user.id}
 
 

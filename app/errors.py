@@ -3,16 +3,16 @@
 import logging
 import time
 
-from apiflask import APIFlask
+from apiflask import APIFlask, abort
 from apiflask.exceptions import HTTPError
 from flask_limiter.errors import RateLimitExceeded
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from werkzeug.exceptions import InternalServerError
 
-from .extensions import limiter
+from .extensions import db, limiter
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +54,15 @@ def _as_list(messages) -> list:
         # Nested errors, e.g. {"tenant_names": {"0": ["Too long."]}}.
         return [f"{key}: {', '.join(_as_list(value))}" for key, value in messages.items()]
     return [str(messages)]
+
+
+def commit_or_conflict(message: str) -> None:
+    """Commit; a unique name taken by a concurrent request since the check is a 409 too."""
+    try:
+        db.session.commit()
+    except IntegrityError:
+        db.session.rollback()
+        abort(409, message)
 
 
 def error_response(status: int, message: str, details: dict | None = None, headers=None):

@@ -2,9 +2,9 @@
 
 from apiflask import APIBlueprint, Schema, abort, fields, validators
 from sqlalchemy import func, select
-from sqlalchemy.exc import IntegrityError
 
 from .access import admin_required
+from .errors import commit_or_conflict
 from .extensions import db
 from .models import Branch, Tenant
 from .schemas import id_field, name_field
@@ -59,11 +59,7 @@ def register_tenants(json_data):
         abort(409, f"Tenant name taken: {taken[0]}")
     tenants = [Tenant(name=name, branches=[Branch(name=DEFAULT_BRANCH)]) for name in names]
     db.session.add_all(tenants)
-    try:
-        db.session.commit()
-    except IntegrityError:
-        db.session.rollback()
-        abort(409, "Tenant name taken")
+    commit_or_conflict("Tenant name taken")
     return {"message": "Tenants registered", "tenants": tenants}
 
 
@@ -85,9 +81,5 @@ def create_branch(json_data):
         abort(409, "Branch name taken in this tenant")
     branch = Branch(tenant=tenant, name=name)
     db.session.add(branch)
-    try:
-        db.session.commit()
-    except IntegrityError:
-        db.session.rollback()
-        abort(409, "Branch name taken in this tenant")
+    commit_or_conflict("Branch name taken in this tenant")
     return branch
