@@ -47,7 +47,7 @@ class Config:
     # Flask's automatic OPTIONS answers are empty text/html; undocumented methods get a JSON 405.
     PROVIDE_AUTOMATIC_OPTIONS = False
     # Fail fast while Redis is stalled instead of holding a worker.
-    REDIS_SOCKET_TIMEOUT = 0.3
+    REDIS_SOCKET_TIMEOUT = 0.2
     # OWASP's scrypt minimum: N=2^15, r=8, p=3. Older hashes are upgraded at the next login.
     PASSWORD_HASH_METHOD = "scrypt:32768:8:3"
     # Failed logins allowed before 429, per client address and per username.
