@@ -99,6 +99,16 @@ def register_error_handlers(app: APIFlask) -> None:
     for outage in OUTAGES:
         app.register_error_handler(outage, unavailable)
 
+    # An outage while opening the session reaches Flask's crash log before the handler below;
+    # it is not a crash, and the handler logs it in one line.
+    log_crash = app.log_exception
+
+    def log_exception(exc_info) -> None:
+        if not is_outage(exc_info[1]):
+            log_crash(exc_info)
+
+    app.log_exception = log_exception
+
     @app.errorhandler(InternalServerError)
     def server_error(error: InternalServerError):
         # Also reached by outages while opening the session, before any view runs.
