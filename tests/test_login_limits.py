@@ -1,12 +1,15 @@
-"""Brute force on /login: 429 per username and per address, also while Redis is down; equal timing."""
+"""Brute force on /login: 429 per username and per address, also while Redis is down; equal timing;
+hash upgrades."""
 
 import statistics
 import time
 
 import pytest
+from werkzeug.security import check_password_hash, generate_password_hash
 
 from app import create_app
 from app.extensions import db
+from app.models import User
 from config import Config, TestingConfig
 
 from . import services
@@ -115,3 +118,21 @@ def test_unknown_user_costs_as_much_as_a_wrong_password(app, store):
     unknown, wrong = (statistics.median(timings[name]) for name in ("nobody", "alice"))
     assert wrong > 0.05, "the production hash must be in use for the comparison to mean anything"
     assert abs(unknown - wrong) < 0.010
+
+
+def test_an_older_hash_is_upgraded_at_the_next_successful_login(app, store):
+    store.user("alice", store.tenant("acme")["branches"][0]["id"])
+    with app.app_context():
+        user = db.session.scalar(db.select(User).where(User.username == "alice"))
+        user.password_hash = generate_password_hash("password123", method="pbkdf2:sha256:1000")
+        db.session.commit()
+    client = app.test_client()
+    assert client.post("/login", json={"username": "alice", "password": "wrong-password"}).status_code == 401
+    with app.app_context():
+        assert db.session.scalar(db.select(User.password_hash)).startswith("pbkdf2:")
+    store.login("alice")
+    with app.app_context():
+        upgraded = db.session.scalar(db.select(User.password_hash))
+    assert upgraded.startswith(app.config["PASSWORD_HASH_METHOD"] + "$")
+    assert check_password_hash(upgraded, "password123")
+    store.login("alice")
