@@ -2,7 +2,7 @@
 
 from functools import wraps
 
-from apiflask import APIBlueprint, Schema, abort, fields, validators
+from apiflask import APIBlueprint, Schema, abort, fields
 from flask import current_app
 from marshmallow import ValidationError, validates_schema
 
@@ -10,7 +10,7 @@ from .access import current_identity, get_branch, get_product, is_admin, live_pr
 from .cache import cached_page, invalidate
 from .extensions import db
 from .models import Product, now_utc
-from .schemas import MAX_ID, PageQuery, id_field, name_field, page_of, price_field
+from .schemas import PageQuery, id_field, name_field, page_of, price_field, stock_field
 
 bp = APIBlueprint("catalogue", __name__, tag="Catalogue")
 
@@ -30,14 +30,14 @@ class ProductPageOut(Schema):
 class ProductIn(Schema):
     name = name_field(required=True)
     price = price_field(required=True)
-    stock = fields.Integer(strict=True, validate=validators.Range(min=0, max=MAX_ID), load_default=0)
+    stock = stock_field(load_default=0)
     branch_id = id_field(metadata={"description": "Required for the administrator; a manager's own branch."})
 
 
 class ProductPatchIn(Schema):
     name = name_field()
     price = price_field()
-    stock = fields.Integer(strict=True, validate=validators.Range(min=0, max=MAX_ID))
+    stock = stock_field()
 
     @validates_schema
     def not_empty(self, data, **kwargs):

@@ -28,23 +28,24 @@ class IdempotencyHeader(Schema):
     )
 
 
-class PurchaseCreatedOut(Schema):
+class PurchaseLineOut(Schema):
+    """What was bought: shared by the answer to a purchase and the purchase history."""
+
+    product_id = fields.Integer()
+    quantity = fields.Integer()
+    unit_price = fields.Decimal(as_string=False)
+    total = fields.Decimal(as_string=False)
+
+
+class PurchaseCreatedOut(PurchaseLineOut):
     message = fields.String()
     purchase_id = fields.Integer()
-    product_id = fields.Integer()
-    quantity = fields.Integer()
-    unit_price = fields.Decimal(as_string=False)
-    total = fields.Decimal(as_string=False)
 
 
-class PurchaseOut(Schema):
+class PurchaseOut(PurchaseLineOut):
     id = fields.Integer()
     user_id = fields.Integer()
-    product_id = fields.Integer()
     product_name = fields.String()
-    quantity = fields.Integer()
-    unit_price = fields.Decimal(as_string=False)
-    total = fields.Decimal(as_string=False)
     created_at = fields.DateTime()
 
 

@@ -70,6 +70,10 @@ def price_field(**kwargs) -> Money:
     )
 
 
+def stock_field(**kwargs) -> fields.Integer:
+    return fields.Integer(strict=True, validate=validators.Range(min=0, max=MAX_ID), **kwargs)
+
+
 class Cursor(fields.String):
     """An opaque position in an id-ordered list."""
 
