@@ -6,13 +6,13 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from redis.exceptions import RedisError
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import delete, func, insert, select, text, update
 from sqlalchemy.exc import IntegrityError
 
 from . import cache
 from .access import Identity, live_products
 from .extensions import db, redis_client
-from .models import IdempotencyKey, Product, Purchase, now_utc
+from .models import IdempotencyKey, Money, Product, Purchase, now_utc
 
 log = logging.getLogger(__name__)
 
@@ -35,165 +35,166 @@ class KeyInFlight(Exception):
     """Another request with the same idempotency key is still running."""
 
 
-# A sale retries this often when the product's name or price changes under it.
-SNAPSHOT_ATTEMPTS = 3
+@dataclass(frozen=True)
+class Sale:
+    """One purchase request: who buys what, and under which idempotency key (if any)."""
+
+    identity: Identity
+    product_id: int
+    quantity: int
+    key: str | None
+
+    @property
+    def fingerprint(self) -> str:
+        return hashlib.sha256(f"{self.product_id}:{self.quantity}".encode()).hexdigest()
 
 
 def purchase(identity: Identity, product_id: int, quantity: int, key: str | None = None) -> Outcome:
     """Sell `quantity` units of a product of the buyer's branch, at most once per idempotency key.
 
     The outcome and the key are committed together with the purchase, so a retry after any
-    fault either finds both or neither. Statements are Core, not the ORM's unit of work: this
-    is the busiest write of the store.
+    fault either finds both or neither.
     """
-    remember = _KeyRecorder(identity.user_id, key, product_id, quantity)
+    sale = Sale(identity, product_id, quantity, key)
     try:
-        outcome = _sell_with_retries(identity, product_id, quantity, remember)
-        if outcome.replayed:
-            return outcome
-        db.session.commit()
+        if db.engine.dialect.name == "postgresql":
+            outcome = _sell_in_one_call(sale)
+        else:
+            outcome = _sell_step_by_step(sale)
     except IntegrityError:
-        # The same key was written first by a concurrent request (SQLite has no advisory lock).
+        # The same key was committed first by a concurrent request.
         db.session.rollback()
-        replay = _replay(identity.user_id, key, remember.fingerprint) if key is not None else None
+        replay = _replay(sale) if key is not None else None
         if replay is None:
             raise
         return replay
-    if outcome.receipt is not None:
+    if outcome.status == 201 and not outcome.replayed:
         record_sale(identity.branch_id, product_id, quantity)
     return outcome
 
 
-def _sell_with_retries(identity: Identity, product_id: int, quantity: int, remember) -> Outcome:
-    for _ in range(SNAPSHOT_ATTEMPTS):
-        if remember.key is not None:
-            replay = _replay(identity.user_id, remember.key, remember.fingerprint)
-            if replay is not None:
-                return replay
-        outcome = _sell(identity, product_id, quantity, remember)
-        if outcome is not None:
-            return outcome
-        db.session.rollback()  # the product changed between its snapshot and the sale
-    return remember(Outcome(409, error="The product changed during the purchase; retry"))
+# The migration that creates store_purchase() documents its outcomes.
+STORE_PURCHASE = text(
+    "SELECT * FROM store_purchase(:user_id, :tenant_id, :branch_id, :product_id, :quantity, :key, :hash)"
+).columns(unit_price_cents=Money(), total_cents=Money())
 
 
-class _KeyRecorder:
-    """Writes the outcome under the idempotency key in the current transaction (if there is a key)."""
-
-    def __init__(self, user_id: int, key: str | None, product_id: int, quantity: int):
-        self.user_id, self.key = user_id, key
-        self.fingerprint = hashlib.sha256(f"{product_id}:{quantity}".encode()).hexdigest()
-
-    def __call__(self, outcome: Outcome) -> Outcome:
-        if self.key is not None:
-            db.session.execute(
-                insert(IdempotencyKey).values(
-                    user_id=self.user_id,
-                    key=self.key,
-                    request_hash=self.fingerprint,
-                    status_code=outcome.status,
-                    purchase_id=outcome.receipt["purchase_id"] if outcome.receipt else None,
-                    error=outcome.error,
-                    created_at=now_utc(),
-                )
-            )
-        return outcome
-
-
-def _replay(user_id: int, key: str, fingerprint: str) -> Outcome | None:
-    """The stored outcome of this key, or None when the key is new (and now held by us)."""
-    stored_key = select(IdempotencyKey).where(IdempotencyKey.user_id == user_id, IdempotencyKey.key == key)
-    if db.session.get_bind().dialect.name == "postgresql":
-        # Held until this transaction ends: a concurrent request with the key gets 409, not a
-        # wait. Taken in the same round trip as the look-up; a key committed between the two is
-        # caught by the unique constraint at commit and replayed then.
-        lock_id = int.from_bytes(
-            hashlib.blake2b(f"{user_id}:{key}".encode(), digest_size=8).digest(), "big", signed=True
-        )
-        held, stored_id = db.session.execute(
-            select(
-                func.pg_try_advisory_xact_lock(lock_id),
-                stored_key.with_only_columns(IdempotencyKey.id).scalar_subquery(),
-            )
+def _sell_in_one_call(sale: Sale) -> Outcome:
+    """PostgreSQL: every step in one function call, its own transaction (one round trip)."""
+    identity = sale.identity
+    with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+        row = connection.execute(
+            STORE_PURCHASE,
+            {
+                "user_id": identity.user_id,
+                "tenant_id": identity.tenant_id,
+                "branch_id": identity.branch_id,
+                "product_id": sale.product_id,
+                "quantity": sale.quantity,
+                "key": sale.key,
+                "hash": sale.fingerprint,
+            },
         ).one()
-        if not held:
-            db.session.rollback()
-            raise KeyInFlight
-        stored = db.session.get(IdempotencyKey, stored_id) if stored_id else None
-    else:
-        stored = db.session.scalar(stored_key)
-    if stored is None:
-        return None
-    receipt = _receipt(stored.purchase_id) if stored.purchase_id else None
-    db.session.rollback()
-    if stored.request_hash != fingerprint:
+    if row.outcome == "in_flight":
+        raise KeyInFlight
+    if row.outcome == "reused":
         raise KeyReused
-    return Outcome(stored.status_code, receipt, stored.error, replayed=True)
+    receipt = None
+    if row.purchase_id is not None:
+        receipt = {
+            "purchase_id": row.purchase_id,
+            "product_id": row.product_id,
+            "quantity": row.quantity,
+            "unit_price": row.unit_price_cents,
+            "total": row.total_cents,
+        }
+    return Outcome(row.status_code, receipt, row.error, replayed=row.outcome == "replayed")
+
+
+def _sell_step_by_step(sale: Sale) -> Outcome:
+    """Other databases (SQLite in development and tests): store_purchase()'s steps as statements."""
+    if sale.key is not None:
+        replay = _replay(sale)
+        if replay is not None:
+            return replay
+    identity = sale.identity
+    sold = db.session.execute(
+        update(Product)
+        .where(
+            Product.id == sale.product_id,
+            Product.branch_id == identity.branch_id,
+            Product.deleted_at.is_(None),
+            Product.stock >= sale.quantity,
+        )
+        .values(stock=Product.stock - sale.quantity)
+        .returning(Product.name, Product.price)
+        .execution_options(synchronize_session=False)
+    ).one_or_none()
+    if sold is not None:
+        total = sold.price * sale.quantity
+        purchase_id = db.session.execute(
+            insert(Purchase)
+            .values(
+                tenant_id=identity.tenant_id,
+                branch_id=identity.branch_id,
+                user_id=identity.user_id,
+                product_id=sale.product_id,
+                product_name=sold.name,
+                unit_price=sold.price,
+                quantity=sale.quantity,
+                total=total,
+                created_at=now_utc(),
+            )
+            .returning(Purchase.id)
+        ).scalar_one()
+        receipt = {
+            "purchase_id": purchase_id,
+            "product_id": sale.product_id,
+            "quantity": sale.quantity,
+            "unit_price": sold.price,
+            "total": total,
+        }
+        outcome = Outcome(201, receipt)
+    elif db.session.scalar(live_products(identity.branch_id).where(Product.id == sale.product_id)):
+        outcome = Outcome(409, error="Insufficient stock")
+    else:
+        outcome = Outcome(404, error="Product not found")
+    if sale.key is not None:
+        db.session.execute(
+            insert(IdempotencyKey).values(
+                user_id=identity.user_id,
+                key=sale.key,
+                request_hash=sale.fingerprint,
+                status_code=outcome.status,
+                purchase_id=outcome.receipt["purchase_id"] if outcome.receipt else None,
+                error=outcome.error,
+                created_at=now_utc(),
+            )
+        )
+    db.session.commit()
+    return outcome
 
 
 RECEIPT = (Purchase.product_id, Purchase.quantity, Purchase.unit_price, Purchase.total)
 
 
-def _receipt(purchase_id: int) -> dict:
-    row = db.session.execute(select(*RECEIPT).where(Purchase.id == purchase_id)).one()
-    return {"purchase_id": purchase_id, **row._asdict()}
-
-
-def _sell(identity: Identity, product_id: int, quantity: int, remember) -> Outcome | None:
-    """Write the sale; None when the product changed after its snapshot was read.
-
-    Everything but the decrement is written first, so the product's row is locked only from
-    the UPDATE to the commit: concurrent buyers of one product queue for as short as possible.
-    The UPDATE checks the stock and the snapshot in one statement, so nobody oversells and no
-    purchase records a name or price the product no longer had (on PostgreSQL and SQLite).
-    """
-    snapshot = db.session.execute(
-        live_products(identity.branch_id)
-        .with_only_columns(Product.name, Product.price, Product.stock)
-        .where(Product.id == product_id)
-    ).one_or_none()
-    if snapshot is None:
-        return remember(Outcome(404, error="Product not found"))
-    if snapshot.stock < quantity:
-        return remember(Outcome(409, error="Insufficient stock"))
-    total = snapshot.price * quantity
-    purchase_id = db.session.execute(
-        insert(Purchase)
-        .values(
-            tenant_id=identity.tenant_id,
-            branch_id=identity.branch_id,
-            user_id=identity.user_id,
-            product_id=product_id,
-            product_name=snapshot.name,
-            unit_price=snapshot.price,
-            quantity=quantity,
-            total=total,
-            created_at=now_utc(),
+def _replay(sale: Sale) -> Outcome | None:
+    """The stored outcome of the sale's key, or None when the key is new."""
+    stored = db.session.scalar(
+        select(IdempotencyKey).where(
+            IdempotencyKey.user_id == sale.identity.user_id, IdempotencyKey.key == sale.key
         )
-        .returning(Purchase.id)
-    ).scalar_one()
-    receipt = {
-        "purchase_id": purchase_id,
-        "product_id": product_id,
-        "quantity": quantity,
-        "unit_price": snapshot.price,
-        "total": total,
-    }
-    outcome = remember(Outcome(201, receipt))
-    decremented = db.session.execute(
-        update(Product)
-        .where(
-            Product.id == product_id,
-            Product.branch_id == identity.branch_id,
-            Product.deleted_at.is_(None),
-            Product.stock >= quantity,
-            Product.name == snapshot.name,
-            Product.price == snapshot.price,
-        )
-        .values(stock=Product.stock - quantity)
-        .execution_options(synchronize_session=False)
-    ).rowcount
-    return outcome if decremented == 1 else None
+    )
+    if stored is None:
+        return None
+    receipt = None
+    if stored.purchase_id is not None:
+        row = db.session.execute(select(*RECEIPT).where(Purchase.id == stored.purchase_id)).one()
+        receipt = {"purchase_id": stored.purchase_id, **row._asdict()}
+    db.session.rollback()
+    if stored.request_hash != sale.fingerprint:
+        raise KeyReused
+    return Outcome(stored.status_code, receipt, stored.error, replayed=True)
 
 
 def top_products_key(branch_id: int) -> str:

@@ -12,12 +12,17 @@ from . import services
 
 
 @pytest.fixture
-def app(tmp_path):
+def sqlite_app(tmp_path):
     # A file, not sqlite://, so that threads in concurrency tests share one database.
     app = create_app(TestingConfig({"DATABASE_URL": f"sqlite:///{tmp_path / 'store.db'}"}))
     with app.app_context():
         db.create_all()
     return app
+
+
+@pytest.fixture
+def app(sqlite_app):
+    return sqlite_app
 
 
 @pytest.fixture
@@ -142,6 +147,20 @@ def live_app(postgres_url, redis_server):
     with app.app_context():
         db.engine.dispose()
     app.extensions["redis"].close()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def app_on_each_database(request):
+    """The app on SQLite with an in-process Redis, then on PostgreSQL and Redis.
+
+    For rules that each database enforces its own way (PostgreSQL sells in one function
+    call), so that both give the same answers.
+    """
+    if request.param == "sqlite":
+        return request.getfixturevalue("sqlite_app")
+    app = request.getfixturevalue("live_app")
+    app.config["PASSWORD_HASH_METHOD"] = TestingConfig.PASSWORD_HASH_METHOD
+    return app
 
 
 @pytest.fixture

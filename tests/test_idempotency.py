@@ -8,6 +8,11 @@ from app.extensions import db
 from app.models import Product, Purchase
 
 
+@pytest.fixture
+def app(app_on_each_database):
+    return app_on_each_database
+
+
 def buy(client, product_id, quantity=1, key="order-1"):
     headers = {"Idempotency-Key": key} if key is not None else {}
     return client.post("/purchase", json={"product_id": product_id, "quantity": quantity}, headers=headers)
@@ -72,7 +77,7 @@ def test_key_length_is_validated(app, shop, key):
     assert counts(app, shop["product"]["id"]) == (0, 10)
 
 
-def test_concurrent_requests_with_one_key_buy_once_on_sqlite(app, shop, store):
+def test_concurrent_requests_with_one_key_buy_once(app, shop, store):
     product_id = shop["product"]["id"]
     clients = [store.login("customer1") for _ in range(8)]
     with ThreadPoolExecutor(max_workers=8) as pool:

@@ -1,13 +1,18 @@
 """Buying: stock, snapshots, history and best sellers."""
 
-import sqlite3
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 
-from sqlalchemy import event
+import pytest
+from sqlalchemy import event, update
 
 from app.extensions import db
-from app.models import Purchase
+from app.models import Product, Purchase
+
+
+@pytest.fixture
+def app(app_on_each_database):
+    return app_on_each_database
 
 
 def test_purchase_decrements_stock_and_snapshots_price(shop):
@@ -121,17 +126,19 @@ def test_rebuild_top_products_recounts_from_database(app, shop, runner):
     assert customer.get("/stats/top-products").json["products"][0]["units_sold"] == 4
 
 
-def test_a_price_change_during_the_sale_is_never_recorded_stale(app, shop):
-    """The guarded UPDATE misses when the product changed after its snapshot; the sale retries."""
+def test_the_sale_records_the_price_the_product_has_when_its_stock_is_taken(app, shop):
+    """No earlier read of the product is trusted: a price committed just before the stock is
+    taken is the one the purchase records."""
     product_id = shop["product"]["id"]
     changed = []
 
     def change_price_first(conn, cursor, statement, parameters, context, executemany):
-        # Another client commits a new price after this sale read its snapshot.
-        if statement.startswith("INSERT INTO purchases") and not changed:
+        # PostgreSQL sells in one call to store_purchase(); other databases step by step.
+        if ("UPDATE products" in statement or "store_purchase" in statement) and not changed:
             changed.append(True)
-            with sqlite3.connect(db.engine.url.database) as other:
-                other.execute("UPDATE products SET price_cents = 999 WHERE id = ?", (product_id,))
+            with db.engine.connect() as other:
+                other.execute(update(Product).where(Product.id == product_id).values(price=Decimal("9.99")))
+                other.commit()
 
     with app.app_context():
         event.listen(db.engine, "before_cursor_execute", change_price_first)
@@ -139,5 +146,6 @@ def test_a_price_change_during_the_sale_is_never_recorded_stale(app, shop):
     assert changed and response.status_code == 201
     assert (response.json["unit_price"], response.json["total"]) == (9.99, 19.98)
     with app.app_context():
+        event.remove(db.engine, "before_cursor_execute", change_price_first)
         assert [(p.unit_price, p.quantity) for p in db.session.query(Purchase)] == [(Decimal("9.99"), 2)]
     assert shop["customer"].get(f"/products/{product_id}").json["stock"] == 8
