@@ -101,7 +101,10 @@ def test_limits_hold_while_redis_is_down(tmp_path):
 
 
 def test_unknown_user_costs_as_much_as_a_wrong_password(app, store):
-    """Median times differ by under 10 ms with the production hash (about 180 ms each)."""
+    """Median times differ by under 5% with the production hash (0.2 to 0.4 s each, by machine).
+
+    Skipping the hash for an unknown username would make the difference nearly 100%.
+    """
     app.config.update(
         PASSWORD_HASH_METHOD=Config.PASSWORD_HASH_METHOD,
         LOGIN_LIMIT_PER_USERNAME="1000 per minute",
@@ -117,7 +120,7 @@ def test_unknown_user_costs_as_much_as_a_wrong_password(app, store):
             timings[username].append(time.perf_counter() - started)
     unknown, wrong = (statistics.median(timings[name]) for name in ("nobody", "alice"))
     assert wrong > 0.05, "the production hash must be in use for the comparison to mean anything"
-    assert abs(unknown - wrong) < 0.010
+    assert abs(unknown - wrong) < 0.05 * wrong
 
 
 def test_an_older_hash_is_upgraded_at_the_next_successful_login(app, store):
