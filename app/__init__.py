@@ -4,6 +4,7 @@ import logging
 import os
 
 from apiflask import APIFlask
+from sqlalchemy import create_engine
 from sqlalchemy.exc import DBAPIError
 from werkzeug.middleware.proxy_fix import ProxyFix
 
@@ -15,6 +16,7 @@ from .errors import register_error_handlers
 from .extensions import db, limiter, migrate
 from .json import StoreJSONProvider
 from .schemas import require_json_body
+from .services import SALES_ENGINE
 from .sessions import StoreSessionInterface
 
 log = logging.getLogger(__name__)
@@ -51,11 +53,15 @@ def register_database(app: APIFlask) -> None:
     if app.config["SQLALCHEMY_DATABASE_URI"].startswith("postgresql"):
         # Fail fast when the server is gone or the pool is exhausted rather than hold a worker;
         # libpq's shortest connect timeout is 2 s.
-        app.config["SQLALCHEMY_ENGINE_OPTIONS"] = {
+        options = app.config["SQLALCHEMY_ENGINE_OPTIONS"] = {
             **app.config["SQLALCHEMY_ENGINE_OPTIONS"],
             "pool_timeout": 1,
             "connect_args": {"connect_timeout": 2},
         }
+        # Purchases run as one function call, each its own transaction: on connections
+        # kept in autocommit, that is one round trip with no BEGIN or COMMIT.
+        url = app.config["SQLALCHEMY_DATABASE_URI"]
+        app.extensions[SALES_ENGINE] = create_engine(url, isolation_level="AUTOCOMMIT", **options)
     db.init_app(app)
 
     # Runs before Flask-SQLAlchemy's own teardown. Ending the session rolls back on the

@@ -25,6 +25,10 @@ def now_utc() -> datetime:
     return datetime.now(UTC)
 
 
+def money(cents: int) -> Decimal:
+    return (Decimal(cents) / 100).quantize(CENT)
+
+
 class Money(TypeDecorator):
     """An exact amount with two decimals, stored as whole cents on every database."""
 
@@ -39,7 +43,7 @@ class Money(TypeDecorator):
     def process_result_value(self, value, dialect):
         if value is None:
             return None
-        return (Decimal(value) / 100).quantize(CENT)
+        return money(value)
 
 
 class Timestamp(TypeDecorator):

@@ -6,6 +6,7 @@ from sqlalchemy import text
 
 from app import create_app
 from app.extensions import db
+from app.services import SALES_ENGINE
 from config import Config, TestingConfig
 
 from . import services
@@ -122,6 +123,7 @@ def postgres_url():
     with app.app_context():
         flask_migrate.upgrade()
         db.engine.dispose()
+        app.extensions[SALES_ENGINE].dispose()
     yield url
     services.drop_database(url)
 
@@ -146,6 +148,7 @@ def live_app(postgres_url, redis_server):
     yield app
     with app.app_context():
         db.engine.dispose()
+        app.extensions[SALES_ENGINE].dispose()
     app.extensions["redis"].close()
 
 

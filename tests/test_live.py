@@ -1,7 +1,10 @@
 """The store on the real PostgreSQL and Redis of this machine."""
 
 import re
+import time
+from concurrent.futures import ThreadPoolExecutor
 
+import psycopg
 import pytest
 from werkzeug.security import check_password_hash
 
@@ -69,3 +72,44 @@ def test_purchases_and_stock_agree_on_postgres(live_app, live_store):
         assert db.session.get(Product, product["id"]).stock == 2
         assert db.session.query(Purchase).count() == 1
     assert client.get("/stats/top-products").json["products"][0]["units_sold"] == 3
+
+
+def test_a_sale_cut_off_mid_call_is_a_503_and_changes_nothing(live_app, live_store, postgres_url):
+    tenant = live_store.tenant("acme")
+    branch_id = tenant["branches"][0]["id"]
+    live_store.user("alice", branch_id)
+    product = live_store.product(branch_id, "Tea", price=1, stock=5)
+    client = live_store.login("alice")
+    body = {"product_id": product["id"], "quantity": 1}
+    admin_url = postgres_url.replace("postgresql+psycopg://", "postgresql://", 1)
+    with psycopg.connect(admin_url) as holder, psycopg.connect(admin_url, autocommit=True) as killer:
+        # Hold the product's row so that the sale waits inside store_purchase() ...
+        holder.execute("SELECT 1 FROM products WHERE id = %s FOR UPDATE", (product["id"],))
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            buying = pool.submit(
+                client.post,
+                "/purchase",
+                json=body,
+                headers={"Idempotency-Key": "cut"},
+            )
+            # ... then cut its connection there.
+            deadline = time.monotonic() + 10
+            while not killer.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE query LIKE 'SELECT * FROM store_purchase%%' AND wait_event_type = 'Lock'"
+            ).fetchall():
+                assert time.monotonic() < deadline, "the purchase never reached the row lock"
+                time.sleep(0.02)
+            response = buying.result(timeout=10)
+        holder.rollback()
+    assert response.status_code == 503
+    assert response.json == {"error": "Service temporarily unavailable"}
+    assert response.headers["Retry-After"] == "1"
+    with live_app.app_context():
+        assert db.session.get(Product, product["id"]).stock == 5
+        assert db.session.query(Purchase).count() == 0
+    # The retry with the same key gets a fresh connection and buys once.
+    retry = client.post("/purchase", json=body, headers={"Idempotency-Key": "cut"})
+    assert retry.status_code == 201 and "Idempotent-Replayed" not in retry.headers
+    with live_app.app_context():
+        assert db.session.get(Product, product["id"]).stock == 4
