@@ -60,7 +60,11 @@ def test_smoke_run_writes_every_scenario_with_sane_numbers(tmp_path):
     # The ceiling's JSON route touches no Redis; every session read touches it.
     assert results["ceiling_json"]["redis_commands_per_request"] == 0
     for key in ("ceiling_session", "products_1000", "purchase"):
-        assert results[key]["redis_commands_per_request"] > 0, key
+        commands = results[key]["redis_commands_per_request"]
+        assert 0 < results[key]["session_commands_per_request"] <= commands, key
+    # The default session is read and written back; the store's is only read.
+    assert results["ceiling_session"]["session_commands_per_request"] > 1.5
+    assert results["products_1000"]["session_commands_per_request"] < 1.1
     for name in ("store", "ceiling_session"):
         assert report["session_bytes"][name]["memory_usage"] > 0, name
     check = report["checks"]["zero_oversell"]
