@@ -10,7 +10,7 @@ from .access import current_identity, get_branch, get_product, is_admin, live_pr
 from .cache import cached_page, invalidate
 from .extensions import db
 from .models import Product, now_utc
-from .schemas import PageQuery, id_field, name_field, page_of, price_field, stock_field
+from .schemas import PageQuery, id_field, name_field, page_of, price_field, query_input, stock_field
 
 bp = APIBlueprint("catalogue", __name__, tag="Catalogue")
 
@@ -67,7 +67,7 @@ def catalogue_editor(view):
 
 @bp.get("/products")
 @login_required
-@bp.input(PageQuery, location="query")
+@query_input(bp, PageQuery)
 @bp.output(ProductPageOut)
 @bp.doc(responses={401: "User not logged in"})
 def list_products(identity, query_data):

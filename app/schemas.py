@@ -5,10 +5,11 @@ import binascii
 import json
 import math
 from decimal import Decimal, InvalidOperation
+from functools import wraps
 
 from apiflask import Schema, abort, fields, validators
 from flask import current_app, request
-from marshmallow import ValidationError
+from marshmallow import EXCLUDE, ValidationError
 
 MAX_PRICE = Decimal("1000000")
 CENT = Decimal("0.01")
@@ -100,6 +101,43 @@ class PageQuery(Schema):
     cursor = Cursor(
         load_default=None, metadata={"description": "next_cursor of the previous page", "format": "cursor"}
     )
+
+
+# Distinct query strings remembered per schema and process; a bound on what a client can fill.
+QUERY_CACHE_SIZE = 1024
+
+
+def query_input(blueprint, schema: type[Schema]):
+    """`blueprint.input(schema, location="query")`, each distinct query string parsed once.
+
+    Reads repeat a handful of query strings, and webargs' parsing was about a seventh of a
+    catalogue read's CPU. The view gets `query_data` (shared between requests: read it, do
+    not change it); a query string that does not validate is a 422 with each field's
+    messages, as from webargs.
+    """
+    parsed: dict[bytes, dict] = {}
+
+    def decorator(view):
+        @wraps(view)
+        def wrapper(*args, **kwargs):
+            raw = request.query_string
+            query = parsed.get(raw)
+            if query is None:
+                try:
+                    # First value of a repeated name, and unknown names ignored, as webargs does.
+                    query = schema(unknown=EXCLUDE).load(request.args.to_dict())
+                except ValidationError as error:
+                    abort(422, "Validation error", {"query": error.messages})
+                if len(parsed) < QUERY_CACHE_SIZE:
+                    parsed[raw] = query
+            return view(*args, query_data=query, **kwargs)
+
+        # For the OpenAPI document only: APIFlask records the input on the function it
+        # decorates; the parsing wrapper it returns is not used.
+        blueprint.input(schema, location="query", validation=False)(wrapper)
+        return wrapper
+
+    return decorator
 
 
 def page_of(rows: list, limit: int) -> tuple[list, str | None]:
