@@ -6,7 +6,7 @@ from sqlalchemy import func, select
 
 from .access import Identity, get_branch, is_admin, login_required, start_session
 from .errors import commit_or_conflict
-from .extensions import db, limiter
+from .extensions import db, limiter, redis_client
 from .models import ROLES, Branch, Tenant, User
 from .passwords import hash_password, needs_rehash, verify_password
 from .ratelimits import client_address, login_failed, login_username, per_address_limit, per_username_limit
@@ -97,6 +97,12 @@ def login(json_data):
         .where(func.lower(User.username) == json_data["username"].lower())
     ).one_or_none()
     user, tenant_id = row if row else (None, None)
+    # The new session is stored in Redis. If Redis stalled during this request's limit check
+    # (which then counts in memory), that check already waited out a timeout: answer 503 now
+    # rather than after the password hash too, which would break the one-second bound.
+    breaker = getattr(redis_client(), "breaker", None)
+    if breaker is not None:
+        breaker.check_not_stalled()
     if not verify_password(user.password_hash if user else None, json_data["password"]):
         abort(401, "Invalid credentials")
     if needs_rehash(user.password_hash):

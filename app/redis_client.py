@@ -22,6 +22,8 @@ class Breaker:
     def __init__(self, cooldown: float):
         self.cooldown = cooldown
         self.open_until = 0.0
+        # Whether the failure that opened the breaker was a timeout rather than a refusal.
+        self.stalled = False
 
     @contextmanager
     def guard(self):
@@ -29,9 +31,15 @@ class Breaker:
             raise RedisConnectionError("Redis unavailable; not retrying for a moment")
         try:
             yield
-        except (RedisConnectionError, RedisTimeoutError):
+        except (RedisConnectionError, RedisTimeoutError) as error:
             self.open_until = time.monotonic() + self.cooldown
+            self.stalled = isinstance(error, RedisTimeoutError)
             raise
+
+    def check_not_stalled(self) -> None:
+        """Raise at once while Redis is known to be stalled: its last call timed out."""
+        if self.stalled and time.monotonic() < self.open_until:
+            raise RedisConnectionError("Redis not answering; not retrying for a moment")
 
 
 class GuardedPipeline(Pipeline):

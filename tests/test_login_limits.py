@@ -1,13 +1,15 @@
 """Brute force on /login: 429 per username and per address, also while Redis is down; equal timing;
 hash upgrades."""
 
+import os
+import signal
 import statistics
 import time
 
 import pytest
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from app import create_app
+from app import accounts, create_app
 from app.extensions import db
 from app.models import User
 from config import Config, TestingConfig
@@ -139,3 +141,29 @@ def test_an_older_hash_is_upgraded_at_the_next_successful_login(app, store):
     assert upgraded.startswith(app.config["PASSWORD_HASH_METHOD"] + "$")
     assert check_password_hash(upgraded, "password123")
     store.login("alice")
+
+
+@pytest.mark.redis
+def test_a_login_that_finds_redis_stalled_is_a_503_without_hashing(tmp_path, monkeypatch):
+    server = services.RedisServer(tmp_path).start()
+    try:
+        app = create_app(
+            TestingConfig({"DATABASE_URL": f"sqlite:///{tmp_path / 'store.db'}", "REDIS_URL": server.url})
+        )
+        with app.app_context():
+            db.create_all()
+        hashed = []
+        monkeypatch.setattr(accounts, "verify_password", lambda *args: hashed.append(args) or False)
+        client = app.test_client()
+        assert fail_login(client, "alice").status_code == 401 and len(hashed) == 1
+        os.kill(server.process.pid, signal.SIGSTOP)
+        try:
+            # No cookie, so the session costs no Redis call: the limit check is the first.
+            response = fail_login(client, "alice", "203.0.113.9")
+        finally:
+            os.kill(server.process.pid, signal.SIGCONT)
+        assert response.status_code == 503 and response.headers["Retry-After"] == "1"
+        assert len(hashed) == 1
+        app.extensions["redis"].close()
+    finally:
+        server.stop()
