@@ -22,9 +22,32 @@ from .sessions import StoreSessionInterface
 log = logging.getLogger(__name__)
 
 
+class StoreAPI(APIFlask):
+    """APIFlask, remembering which functions are synchronous.
+
+    Flask checks whether a view is a coroutine function every time it calls one, and
+    APIFlask's decorators call through it several times per request; the answer never
+    changes for a function.
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._synchronous: dict = {}
+
+    def ensure_sync(self, func):
+        try:
+            return self._synchronous[func]
+        except KeyError:
+            sync = super().ensure_sync(func)
+            # Views, hooks and handlers are a fixed set; the bound is against a leak all the same.
+            if len(self._synchronous) < 1024:
+                self._synchronous[func] = sync
+            return sync
+
+
 def create_app(config: Config | None = None) -> APIFlask:
     """Build the app: settings, extensions, routes, error handling and commands."""
-    app = APIFlask(
+    app = StoreAPI(
         __name__, title=Config.TITLE, version=Config.VERSION, docs_ui="swagger-ui", static_folder=None
     )
     app.config.from_object(config or load_config())
