@@ -121,6 +121,7 @@ def register_redis(app: APIFlask) -> None:
         log.warning("ADMIN_TOKEN is unset: administrator routes are open to anyone (development only)")
     app.extensions["redis"] = client
     app.session_interface = StoreSessionInterface(app, client)
+    app.session_interface.prefetchers.append(catalogue.page_to_prefetch)
     if url:
         app.config["RATELIMIT_STORAGE_URI"] = "redis+fallback://"
         app.config["RATELIMIT_STORAGE_OPTIONS"] = {"client": client}

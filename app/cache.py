@@ -13,6 +13,7 @@ from contextlib import suppress
 from redis.exceptions import RedisError, WatchError
 
 from .extensions import redis_client
+from .sessions import prefetched
 
 log = logging.getLogger(__name__)
 
@@ -25,11 +26,22 @@ def _key(branch_id: int) -> str:
     return f"catalogue:{branch_id}"
 
 
+def page_address(branch_id: int, limit: int, after: int | None) -> tuple[str, str]:
+    """Where a page is cached: the branch's hash, and the page's field in it."""
+    return _key(branch_id), f"{limit}:{after or 0}"
+
+
 def cached_page(branch_id: int, limit: int, after: int | None, build: Callable[[], bytes]) -> bytes:
-    """The page from the cache, or built by `build` (which queries the database) and cached."""
-    key, field = _key(branch_id), f"{limit}:{after or 0}"
+    """The page from the cache, or built by `build` (which queries the database) and cached.
+
+    A page read along with the session is used as it is: it was read from this branch's
+    own address, whatever branch the session id claimed.
+    """
+    key, field = page_address(branch_id, limit, after)
     client = redis_client()
-    page = client.hget(key, field)
+    found, page = prefetched(key, field)
+    if not found:
+        page = client.hget(key, field)
     if page is not None:
         return page
     with client.pipeline(transaction=True) as pipe:

@@ -3,16 +3,17 @@
 from functools import wraps
 
 from apiflask import APIBlueprint, Schema, abort, fields
-from flask import current_app
+from flask import current_app, request
 from marshmallow import ValidationError, validates_schema
 
 from .access import current_identity, get_branch, get_product, is_admin, live_products, login_required
-from .cache import cached_page, invalidate
+from .cache import cached_page, invalidate, page_address
 from .extensions import db
 from .models import Product, now_utc
-from .schemas import PageQuery, id_field, name_field, page_of, price_field, query_input, stock_field
+from .schemas import PageQuery, QueryParser, id_field, name_field, page_of, price_field, stock_field
 
 bp = APIBlueprint("catalogue", __name__, tag="Catalogue")
+PAGE_QUERY = QueryParser(PageQuery)
 
 
 class ProductOut(Schema):
@@ -65,9 +66,20 @@ def catalogue_editor(view):
     return wrapper
 
 
+def page_to_prefetch(branch_id: int) -> tuple[str, str] | None:
+    """For GET /products, where its page is cached: read along with the session."""
+    if request.method != "GET" or request.path != "/products":
+        return None
+    try:
+        query = PAGE_QUERY.parse()
+    except ValidationError:
+        return None  # the view answers 422
+    return page_address(branch_id, query["limit"], query["cursor"])
+
+
 @bp.get("/products")
 @login_required
-@query_input(bp, PageQuery)
+@PAGE_QUERY.input(bp)
 @bp.output(ProductPageOut)
 @bp.doc(responses={401: "User not logged in"})
 def list_products(identity, query_data):

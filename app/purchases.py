@@ -7,7 +7,7 @@ from sqlalchemy import select
 from .access import Identity, login_required
 from .extensions import db
 from .models import Purchase
-from .schemas import PageQuery, id_field, page_of, query_input
+from .schemas import PageQuery, QueryParser, id_field, page_of
 from .services import KeyInFlight, KeyReused, purchase, top_products
 
 bp = APIBlueprint("purchases", __name__, tag="Purchases")
@@ -103,7 +103,7 @@ def create_purchase(identity: Identity, json_data, headers):
 
 @bp.get("/purchases")
 @login_required
-@query_input(bp, PageQuery)
+@QueryParser(PageQuery).input(bp)
 @bp.output(PurchasePageOut)
 @bp.doc(responses={401: "User not logged in"})
 def list_purchases(identity: Identity, query_data):
@@ -122,7 +122,7 @@ def list_purchases(identity: Identity, query_data):
 
 @bp.get("/stats/top-products")
 @login_required
-@query_input(bp, TopQuery)
+@QueryParser(TopQuery).input(bp)
 @bp.output(TopProductsOut)
 @bp.doc(responses={401: "User not logged in"})
 def best_sellers(identity: Identity, query_data):

@@ -107,37 +107,47 @@ class PageQuery(Schema):
 QUERY_CACHE_SIZE = 1024
 
 
-def query_input(blueprint, schema: type[Schema]):
-    """`blueprint.input(schema, location="query")`, each distinct query string parsed once.
+class QueryParser:
+    """A query-string schema whose results are remembered for each distinct query string.
 
     Reads repeat a handful of query strings, and webargs' parsing was about a seventh of a
-    catalogue read's CPU. The view gets `query_data` (shared between requests: read it, do
-    not change it); a query string that does not validate is a 422 with each field's
-    messages, as from webargs.
+    catalogue read's CPU. Results are shared between requests: read them, do not change them.
     """
-    parsed: dict[bytes, dict] = {}
 
-    def decorator(view):
-        @wraps(view)
-        def wrapper(*args, **kwargs):
-            raw = request.query_string
-            query = parsed.get(raw)
-            if query is None:
+    def __init__(self, schema: type[Schema]):
+        self.schema = schema
+        self.parsed: dict[bytes, dict] = {}
+
+    def parse(self) -> dict:
+        """The current request's query; ValidationError when it does not validate."""
+        raw = request.query_string
+        query = self.parsed.get(raw)
+        if query is None:
+            # First value of a repeated name, and unknown names ignored, as webargs does.
+            query = self.schema(unknown=EXCLUDE).load(request.args.to_dict())
+            if len(self.parsed) < QUERY_CACHE_SIZE:
+                self.parsed[raw] = query
+        return query
+
+    def input(self, blueprint):
+        """Like `blueprint.input(schema, location="query")`: the view gets `query_data`, and a
+        query string that does not validate is a 422 with each field's messages."""
+
+        def decorator(view):
+            @wraps(view)
+            def wrapper(*args, **kwargs):
                 try:
-                    # First value of a repeated name, and unknown names ignored, as webargs does.
-                    query = schema(unknown=EXCLUDE).load(request.args.to_dict())
+                    query = self.parse()
                 except ValidationError as error:
                     abort(422, "Validation error", {"query": error.messages})
-                if len(parsed) < QUERY_CACHE_SIZE:
-                    parsed[raw] = query
-            return view(*args, query_data=query, **kwargs)
+                return view(*args, query_data=query, **kwargs)
 
-        # For the OpenAPI document only: APIFlask records the input on the function it
-        # decorates; the parsing wrapper it returns is not used.
-        blueprint.input(schema, location="query", validation=False)(wrapper)
-        return wrapper
+            # For the OpenAPI document only: APIFlask records the input on the function it
+            # decorates; the parsing wrapper it returns is not used.
+            blueprint.input(self.schema, location="query", validation=False)(wrapper)
+            return wrapper
 
-    return decorator
+        return decorator
 
 
 def page_of(rows: list, limit: int) -> tuple[list, str | None]:

@@ -8,10 +8,11 @@ once a minute instead of writing it back on every request.
 """
 
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import msgspec
-from flask import Flask
+from flask import Flask, g
 from flask_session.base import ServerSideSession
 from flask_session.redis import RedisSessionInterface
 from redis import Redis
@@ -24,6 +25,24 @@ SEEN = "seen_at"
 
 # Probes and documentation never read the session, so they must not wait on Redis.
 SESSIONLESS_PREFIXES = ("/health", "/docs", "/openapi.json")
+
+# Given the branch a session id names, the (hash, field) in Redis that this request will read,
+# or None; see StoreSessionInterface.prefetchers.
+Prefetcher = Callable[[int], tuple[str, str] | None]
+
+
+def branch_hint(sid: str) -> int | None:
+    """The branch a session id names: ids issued at login are "<branch_id>.<random>"."""
+    head, dot, _ = sid.partition(".")
+    if dot and head.isascii() and head.isdigit() and len(head) <= 10:
+        return int(head)
+    return None
+
+
+def prefetched(key: str, field: str) -> tuple[bool, bytes | None]:
+    """Whether this field was read along with the session, and its value if so."""
+    found = g.get("prefetched", {})
+    return ((key, field) in found), found.get((key, field))
 
 
 class StrictSerializer:
@@ -63,10 +82,38 @@ class StoreSessionInterface(RedisSessionInterface):
         # Refresh well inside the idle window: with refresh_after == idle_timeout (any idle
         # timeout up to a minute) seen_at was never refreshed and activity did not count.
         self.refresh_after = min(refresh_after, max(1, self.idle_timeout // 2))
+        # A read that knows what it will need from Redis fetches it in the session's round
+        # trip. The branch comes from the session id, which the client could change: whoever
+        # uses a prefetched value checks it against the session's own branch.
+        self.prefetchers: list[Prefetcher] = []
+
+    def regenerate(self, session: ServerSideSession) -> None:
+        if session:
+            self._delete_session(self._get_store_id(session.sid))
+            sid = self._generate_sid(self.sid_length)
+            branch_id = session.get("branch_id")
+            session.sid = f"{branch_id}.{sid}" if isinstance(branch_id, int) else sid
+            session.modified = True
 
     def _retrieve_session_data(self, store_id: str) -> dict | None:
-        data = self.client.get(store_id)
+        target = self._prefetch_target(store_id)
+        if target is None:
+            data = self.client.get(store_id)
+        else:
+            with self.client.pipeline(transaction=False) as pipe:
+                data, value = pipe.get(store_id).hget(*target).execute()
+            g.prefetched = {target: value}
         return None if data is None else self.serializer.decode(data)
+
+    def _prefetch_target(self, store_id: str) -> tuple[str, str] | None:
+        branch_id = branch_hint(store_id.removeprefix(self.key_prefix))
+        if branch_id is None:
+            return None
+        for prefetcher in self.prefetchers:
+            target = prefetcher(branch_id)
+            if target is not None:
+                return target
+        return None
 
     def open_session(self, app: Flask, request) -> ServerSideSession:
         if request.path.startswith(SESSIONLESS_PREFIXES):

@@ -70,3 +70,55 @@ def test_other_branches_are_cached_apart(shop, store):
     store.product(other_branch, "North only")
     assert [p["name"] for p in products(north)] == ["North only"]
     assert [p["name"] for p in products(shop["customer"])] == ["Coffee"]
+
+
+class RedisCalls:
+    """Counts what the app's Redis client is asked: single commands and pipelines."""
+
+    def __init__(self, app, monkeypatch):
+        self.commands, self.pipelines = [], 0
+        client = app.extensions["redis"]
+        execute_command, pipeline = client.execute_command, client.pipeline
+
+        def counted_command(*args, **options):
+            self.commands.append(args[0])
+            return execute_command(*args, **options)
+
+        def counted_pipeline(*args, **kwargs):
+            self.pipelines += 1
+            return pipeline(*args, **kwargs)
+
+        monkeypatch.setattr(client, "execute_command", counted_command)
+        monkeypatch.setattr(client, "pipeline", counted_pipeline)
+
+
+def sid(client):
+    return client.get_cookie("session").value
+
+
+def test_a_read_gets_its_session_and_cached_page_in_one_round_trip(app, shop, monkeypatch):
+    customer = shop["customer"]
+    assert sid(customer).startswith(f"{shop['branch_id']}.")
+    first = customer.get("/products?limit=5").data
+    calls = RedisCalls(app, monkeypatch)
+    assert customer.get("/products?limit=5").data == first
+    assert (calls.pipelines, calls.commands) == (1, [])
+
+
+def test_a_session_id_naming_another_branch_never_gets_its_pages(app, shop, store):
+    other = store.tenant("globex")["branches"][0]["id"]
+    store.product(other, "Secret", price=1, stock=1)
+    store.user("spy", other)
+    spy = store.login("spy")
+    assert [p["name"] for p in products(spy)] == ["Secret"]
+    customer = shop["customer"]
+    own = products(customer)
+    # The same session, under an id that claims the other branch: its page is read along
+    # with the session, and must not be what the customer sees.
+    _, _, random_part = sid(customer).partition(".")
+    forged = f"{other}.{random_part}"
+    redis = app.extensions["redis"]
+    redis.rename(f"session:{sid(customer)}", f"session:{forged}")
+    customer.set_cookie("session", forged)
+    assert products(customer) == own
+    assert customer.get("/me").json["branch_id"] == shop["branch_id"]
