@@ -62,6 +62,10 @@ def test_smoke_run_writes_every_scenario_with_sane_numbers(tmp_path):
     for key in ("ceiling_session", "products_1000", "purchase"):
         commands = results[key]["redis_commands_per_request"]
         assert 0 < results[key]["session_commands_per_request"] <= commands, key
+    # Each store scenario's runs follow runs of the session ceiling, and its ratio is theirs.
+    for key in ("products_1000", "purchase"):
+        assert results[key]["paired_ceiling_rps"] > 0, key
+        assert len(results[key]["paired_ratio_runs"]) == 1, key
     # The default session is read and written back; the store's is only read.
     assert results["ceiling_session"]["session_commands_per_request"] > 1.5
     assert results["products_1000"]["session_commands_per_request"] < 1.1
