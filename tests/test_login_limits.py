@@ -102,11 +102,12 @@ def test_limits_hold_while_redis_is_down(tmp_path):
         server.stop()
 
 
-def test_unknown_user_costs_as_much_as_a_wrong_password(app, store):
-    """Median times differ by under 5% with the production hash (0.2 to 0.4 s each, by machine).
+# Each try hashes once per username; enough tries that the medians settle on a noisy machine.
+TIMING_TRIES = 31
 
-    Skipping the hash for an unknown username would make the difference nearly 100%.
-    """
+
+def test_unknown_user_costs_as_much_as_a_wrong_password(app, store):
+    """Median times differ by under 10 ms with the production hash (0.2 to 0.4 s each, by machine)."""
     app.config.update(
         PASSWORD_HASH_METHOD=Config.PASSWORD_HASH_METHOD,
         LOGIN_LIMIT_PER_USERNAME="1000 per minute",
@@ -115,14 +116,14 @@ def test_unknown_user_costs_as_much_as_a_wrong_password(app, store):
     store.user("alice", store.tenant("acme")["branches"][0]["id"])
     client = app.test_client()
     timings = {"alice": [], "nobody": []}
-    for _ in range(15):
+    for _ in range(TIMING_TRIES):
         for username in timings:  # interleaved, so drift affects both alike
             started = time.perf_counter()
             assert client.post("/login", json={"username": username, "password": "wrong!"}).status_code == 401
             timings[username].append(time.perf_counter() - started)
     unknown, wrong = (statistics.median(timings[name]) for name in ("nobody", "alice"))
     assert wrong > 0.05, "the production hash must be in use for the comparison to mean anything"
-    assert abs(unknown - wrong) < 0.05 * wrong
+    assert abs(unknown - wrong) < 0.010
 
 
 def test_an_older_hash_is_upgraded_at_the_next_successful_login(app, store):
