@@ -50,6 +50,10 @@ class Sale:
         return hashlib.sha256(f"{self.product_id}:{self.quantity}".encode()).hexdigest()
 
 
+# The app's engine for purchases on PostgreSQL; see register_database.
+SALES_ENGINE = "sales_engine"
+
+
 def purchase(identity: Identity, product_id: int, quantity: int, key: str | None = None) -> Outcome:
     """Sell `quantity` units of a product of the buyer's branch, at most once per idempotency key.
 
@@ -57,9 +61,11 @@ def purchase(identity: Identity, product_id: int, quantity: int, key: str | None
     fault either finds both or neither.
     """
     sale = Sale(identity, product_id, quantity, key)
+    # Only PostgreSQL has store_purchase(), and an engine for calling it.
+    engine = current_app.extensions.get(SALES_ENGINE)
     try:
-        if db.engine.dialect.name == "postgresql":
-            outcome = _sell_in_one_call(sale)
+        if engine is not None:
+            outcome = _sell_in_one_call(engine, sale)
         else:
             outcome = _sell_step_by_step(sale)
     except IntegrityError:
@@ -74,8 +80,6 @@ def purchase(identity: Identity, product_id: int, quantity: int, key: str | None
     return outcome
 
 
-# The app's engine for purchases on PostgreSQL; see register_database.
-SALES_ENGINE = "sales_engine"
 # The migration that creates store_purchase() documents its outcomes.
 STORE_PURCHASE = (
     "SELECT * FROM store_purchase(%(user_id)s, %(tenant_id)s, %(branch_id)s, %(product_id)s, "
@@ -83,7 +87,7 @@ STORE_PURCHASE = (
 )
 
 
-def _sell_in_one_call(sale: Sale) -> Outcome:
+def _sell_in_one_call(engine, sale: Sale) -> Outcome:
     """PostgreSQL: every step in one function call, its own transaction (one round trip).
 
     The pooled connection is used without SQLAlchemy's Connection around it, which cost
@@ -99,7 +103,6 @@ def _sell_in_one_call(sale: Sale) -> Outcome:
         "key": sale.key,
         "hash": sale.fingerprint,
     }
-    engine = current_app.extensions[SALES_ENGINE]
     connection = engine.raw_connection()
     try:
         with connection.cursor() as cursor:

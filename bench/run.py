@@ -223,21 +223,12 @@ class Services:
 
 def cpu_busy(seconds: float = 1.0) -> float:
     """The fraction of all CPUs busy over the next `seconds` (from /proc/stat; 0 where unknown)."""
-
-    def snapshot() -> tuple[int, int]:
-        try:
-            with open("/proc/stat") as stat:
-                ticks = [int(x) for x in stat.readline().split()[1:9]]
-        except (OSError, ValueError):
-            return 0, 0
-        return sum(ticks), ticks[3] + ticks[4]  # all, idle + iowait
-
-    total0, idle0 = snapshot()
+    busy0, total0 = machine_cpu()
     time.sleep(seconds)
-    total1, idle1 = snapshot()
+    busy1, total1 = machine_cpu()
     if total1 <= total0:
         return 0.0
-    return 1 - (idle1 - idle0) / (total1 - total0)
+    return (busy1 - busy0) / (total1 - total0)
 
 
 def processes() -> dict[int, tuple[str, int, float]]:
