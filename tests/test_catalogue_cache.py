@@ -122,3 +122,14 @@ def test_a_session_id_naming_another_branch_never_gets_its_pages(app, shop, stor
     customer.set_cookie("session", forged)
     assert products(customer) == own
     assert customer.get("/me").json["branch_id"] == shop["branch_id"]
+
+
+def test_an_id_never_issued_that_names_a_branch_is_anonymous(app, shop, client):
+    customer = shop["customer"]
+    assert products(customer)  # the branch's first page is cached now
+    sessions = sorted(app.extensions["redis"].keys("session:*"))
+    # The branch's page is read along with the (missing) session, and must not be served.
+    client.set_cookie("session", f"{shop['branch_id']}.made-up-session-id")
+    response = client.get("/products")
+    assert response.status_code == 401 and response.json == {"error": "User not logged in"}
+    assert sorted(app.extensions["redis"].keys("session:*")) == sessions
