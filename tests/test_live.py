@@ -11,6 +11,8 @@ from werkzeug.security import check_password_hash
 from app.extensions import db
 from app.models import Product, Purchase, User
 
+from . import services
+
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
 
 
@@ -72,6 +74,33 @@ def test_purchases_and_stock_agree_on_postgres(live_app, live_store):
         assert db.session.get(Product, product["id"]).stock == 2
         assert db.session.query(Purchase).count() == 1
     assert client.get("/stats/top-products").json["products"][0]["units_sold"] == 3
+
+
+def test_connections_killed_while_idle_are_replaced_before_use(live_app, live_store, postgres_url):
+    """A server restart or an administrator's kill leaves the pools holding dead connections;
+    the next requests must take fresh ones rather than answer 503."""
+    tenant = live_store.tenant("acme")
+    branch_id = tenant["branches"][0]["id"]
+    live_store.user("alice", branch_id)
+    product = live_store.product(branch_id, "Tea", price=1, stock=5)
+    client = live_store.login("alice")
+    body = {"product_id": product["id"], "quantity": 1}
+    assert client.post("/purchase", json=body).status_code == 201
+    assert client.get("/products").status_code == 200
+    name = postgres_url.rsplit("/", 1)[1]
+    with psycopg.connect(services.POSTGRES_ADMIN_URL, autocommit=True) as admin:
+        killed = admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,)
+        ).fetchall()
+        assert killed, "the pools held no connection to kill"
+        deadline = time.monotonic() + 10
+        while admin.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = %s", (name,)).fetchone()[0]:
+            assert time.monotonic() < deadline, "the killed connections never went away"
+            time.sleep(0.02)
+    assert client.post("/purchase", json=body).status_code == 201
+    assert client.get("/purchases").status_code == 200
+    with live_app.app_context():
+        assert db.session.get(Product, product["id"]).stock == 3
 
 
 def test_a_sale_cut_off_mid_call_is_a_503_and_changes_nothing(live_app, live_store, postgres_url):
