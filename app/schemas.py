@@ -107,19 +107,57 @@ class PageQuery(Schema):
 QUERY_CACHE_SIZE = 1024
 
 
-class QueryParser:
-    """A query-string schema whose results are remembered for each distinct query string.
+class LeanParser:
+    """A schema for one request location, loaded without webargs.
 
-    Reads repeat a handful of query strings, and webargs' parsing was about a seventh of a
-    catalogue read's CPU. Results are shared between requests: read them, do not change them.
+    webargs' parsing was about a seventh of a catalogue read's CPU and a tenth of a
+    purchase's. The decorated view gets the loaded data as `arg_name`; data that does not
+    validate is a 422 with each field's messages, as webargs gives.
     """
+
+    location = ""
+    arg_name = ""
 
     def __init__(self, schema: type[Schema]):
         self.schema = schema
+
+    def parse(self) -> dict:
+        """The current request's data; ValidationError when it does not validate."""
+        raise NotImplementedError
+
+    def input(self, blueprint):
+        def decorator(view):
+            @wraps(view)
+            def wrapper(*args, **kwargs):
+                try:
+                    data = self.parse()
+                except ValidationError as error:
+                    abort(422, "Validation error", {self.location: error.messages})
+                return view(*args, **{self.arg_name: data}, **kwargs)
+
+            # For the OpenAPI document only: APIFlask records the input on the function it
+            # decorates; the parsing wrapper it returns is not used.
+            blueprint.input(self.schema, location=self.location, validation=False)(wrapper)
+            return wrapper
+
+        return decorator
+
+
+class QueryParser(LeanParser):
+    """A query-string schema whose results are remembered for each distinct query string.
+
+    Reads repeat a handful of query strings. Results are shared between requests: read
+    them, do not change them.
+    """
+
+    location = "query"
+    arg_name = "query_data"
+
+    def __init__(self, schema: type[Schema]):
+        super().__init__(schema)
         self.parsed: dict[bytes, dict] = {}
 
     def parse(self) -> dict:
-        """The current request's query; ValidationError when it does not validate."""
         raw = request.query_string
         query = self.parsed.get(raw)
         if query is None:
@@ -129,25 +167,21 @@ class QueryParser:
                 self.parsed[raw] = query
         return query
 
-    def input(self, blueprint):
-        """Like `blueprint.input(schema, location="query")`: the view gets `query_data`, and a
-        query string that does not validate is a 422 with each field's messages."""
 
-        def decorator(view):
-            @wraps(view)
-            def wrapper(*args, **kwargs):
-                try:
-                    query = self.parse()
-                except ValidationError as error:
-                    abort(422, "Validation error", {"query": error.messages})
-                return view(*args, query_data=query, **kwargs)
+class HeaderParser(LeanParser):
+    """A headers schema: only the headers it declares are read, by their names."""
 
-            # For the OpenAPI document only: APIFlask records the input on the function it
-            # decorates; the parsing wrapper it returns is not used.
-            blueprint.input(self.schema, location="query", validation=False)(wrapper)
-            return wrapper
+    location = "headers"
+    arg_name = "headers"
 
-        return decorator
+    def __init__(self, schema: type[Schema]):
+        super().__init__(schema)
+        self.loader = schema(unknown=EXCLUDE)
+        self.names = [field.data_key or name for name, field in self.loader.load_fields.items()]
+
+    def parse(self) -> dict:
+        headers = request.headers
+        return self.loader.load({name: headers[name] for name in self.names if name in headers})
 
 
 def page_of(rows: list, limit: int) -> tuple[list, str | None]:
