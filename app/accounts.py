@@ -10,7 +10,7 @@ from .extensions import db, limiter, redis_client
 from .models import ROLES, Branch, Tenant, User
 from .passwords import hash_password, needs_rehash, verify_password
 from .ratelimits import client_address, login_failed, login_username, per_address_limit, per_username_limit
-from .schemas import MessageOut, id_field
+from .schemas import JsonParser, MessageOut, id_field
 
 bp = APIBlueprint("accounts", __name__, tag="Accounts")
 
@@ -56,7 +56,7 @@ def find_user(username: str) -> User | None:
 
 
 @bp.post("/register_user")
-@bp.input(RegisterIn)
+@JsonParser(RegisterIn).input(bp)
 @bp.output(RegisteredOut, status_code=201)
 @bp.doc(
     responses={
@@ -86,7 +86,7 @@ def register_user(json_data):
 @bp.post("/login")
 @limiter.limit(per_address_limit, key_func=client_address, deduct_when=login_failed, scope="login-address")
 @limiter.limit(per_username_limit, key_func=login_username, deduct_when=login_failed, scope="login-username")
-@bp.input(LoginIn)
+@JsonParser(LoginIn).input(bp)
 @bp.output(LoginOut)
 @bp.doc(responses={401: "Invalid credentials", 429: "Too many failed logins"})
 def login(json_data):

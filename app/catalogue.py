@@ -10,7 +10,16 @@ from .access import current_identity, get_branch, get_product, is_admin, live_pr
 from .cache import cached_page, invalidate, page_address
 from .extensions import db
 from .models import Product, now_utc
-from .schemas import PageQuery, QueryParser, id_field, name_field, page_of, price_field, stock_field
+from .schemas import (
+    JsonParser,
+    PageQuery,
+    QueryParser,
+    id_field,
+    name_field,
+    page_of,
+    price_field,
+    stock_field,
+)
 
 bp = APIBlueprint("catalogue", __name__, tag="Catalogue")
 PAGE_QUERY = QueryParser(PageQuery)
@@ -110,7 +119,7 @@ def get_one(identity, product_id):
 
 @bp.post("/products")
 @catalogue_editor
-@bp.input(ProductIn)
+@JsonParser(ProductIn).input(bp)
 @bp.output(ProductOut, status_code=201)
 @bp.doc(responses={401: "Not logged in", 403: "Not a manager of this branch", 404: "Branch not found"})
 def create_product(branch_id, json_data):
@@ -131,7 +140,7 @@ def create_product(branch_id, json_data):
 
 @bp.patch("/products/<int:product_id>")
 @catalogue_editor
-@bp.input(ProductPatchIn)
+@JsonParser(ProductPatchIn).input(bp)
 @bp.output(ProductOut)
 @bp.doc(responses={401: "Not logged in", 403: "Not a manager", 404: "Product not found"})
 def update_product(branch_id, product_id, json_data):

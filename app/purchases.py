@@ -7,7 +7,7 @@ from sqlalchemy import select
 from .access import Identity, login_required
 from .extensions import db
 from .models import Purchase
-from .schemas import HeaderParser, PageQuery, QueryParser, id_field, page_of
+from .schemas import HeaderParser, JsonParser, PageQuery, QueryParser, id_field, page_of
 from .services import KeyInFlight, KeyReused, purchase, top_products
 
 bp = APIBlueprint("purchases", __name__, tag="Purchases")
@@ -71,7 +71,7 @@ class TopProductsOut(Schema):
 
 @bp.post("/purchase")
 @login_required
-@bp.input(PurchaseIn)
+@JsonParser(PurchaseIn).input(bp)
 @HeaderParser(IdempotencyHeader).input(bp)
 @bp.output(PurchaseCreatedOut, status_code=201)
 @bp.doc(

@@ -7,7 +7,7 @@ from .access import admin_required
 from .errors import commit_or_conflict
 from .extensions import db
 from .models import Branch, Tenant
-from .schemas import id_field, name_field
+from .schemas import JsonParser, id_field, name_field
 
 bp = APIBlueprint("tenants", __name__, tag="Administration")
 
@@ -45,7 +45,7 @@ class BranchCreatedOut(BranchOut):
 
 @bp.post("/register_tenants")
 @admin_required
-@bp.input(TenantsIn)
+@JsonParser(TenantsIn).input(bp)
 @bp.output(TenantsOut, status_code=201)
 @bp.doc(responses={403: "Administrator token required", 409: "A tenant name is taken"})
 def register_tenants(json_data):
@@ -65,7 +65,7 @@ def register_tenants(json_data):
 
 @bp.post("/branches")
 @admin_required
-@bp.input(BranchIn)
+@JsonParser(BranchIn).input(bp)
 @bp.output(BranchCreatedOut, status_code=201)
 @bp.doc(responses={403: "Administrator token required", 404: "Tenant not found", 409: "Name taken"})
 def create_branch(json_data):
