@@ -10,6 +10,7 @@ import logging
 from collections.abc import Callable
 from contextlib import suppress
 
+from redis.commands.core import Script
 from redis.exceptions import RedisError, WatchError
 
 from .extensions import redis_client
@@ -22,13 +23,25 @@ TTL_SECONDS = 60
 WRITTEN = "written"
 
 
-def _key(branch_id: int) -> str:
+# The one way a branch's pages are dropped: the hash is emptied and marked written, never
+# left as it was, so that a WATCH in progress always notices. In Lua, so that a write can
+# add its own bookkeeping to the same single command. KEYS[1] is the branch's hash.
+DROP_PAGES_LUA = f"""
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], '{WRITTEN}', 1)
+redis.call('EXPIRE', KEYS[1], {TTL_SECONDS})
+"""
+_DROP_PAGES = Script(None, DROP_PAGES_LUA.encode())
+
+
+def pages_key(branch_id: int) -> str:
+    """The Redis hash holding a branch's cached pages."""
     return f"catalogue:{branch_id}"
 
 
 def page_address(branch_id: int, limit: int, after: int | None) -> tuple[str, str]:
     """Where a page is cached: the branch's hash, and the page's field in it."""
-    return _key(branch_id), f"{limit}:{after or 0}"
+    return pages_key(branch_id), f"{limit}:{after or 0}"
 
 
 def cached_page(branch_id: int, limit: int, after: int | None, build: Callable[[], bytes]) -> bytes:
@@ -55,16 +68,9 @@ def cached_page(branch_id: int, limit: int, after: int | None, build: Callable[[
     return page
 
 
-def invalidate(*branch_ids: int, pipe=None) -> None:
-    """Drop the cached pages of these branches; on `pipe`, queue it with other commands."""
-    target = pipe if pipe is not None else redis_client().pipeline(transaction=True)
-    for branch_id in branch_ids:
-        key = _key(branch_id)
-        target.delete(key)
-        target.hset(key, WRITTEN, 1)
-        target.expire(key, TTL_SECONDS)
-    if pipe is None:
-        try:
-            target.execute()
-        except RedisError as exc:
-            log.warning("catalogue of branches %s may be stale for %ss: %r", branch_ids, TTL_SECONDS, exc)
+def invalidate(branch_id: int) -> None:
+    """Drop the branch's cached pages."""
+    try:
+        _DROP_PAGES(keys=[pages_key(branch_id)], client=redis_client())
+    except RedisError as exc:
+        log.warning("catalogue of branch %s may be stale for %ss: %r", branch_id, TTL_SECONDS, exc)

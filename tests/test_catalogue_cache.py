@@ -4,6 +4,7 @@ from sqlalchemy import event
 
 from app.cache import cached_page, invalidate
 from app.extensions import db
+from app.services import record_sale, top_products
 
 
 def products(client, query=""):
@@ -61,6 +62,19 @@ def test_a_write_during_a_miss_keeps_the_old_page_out_of_the_cache(app, shop):
         assert cached_page(branch_id, 50, None, build_while_a_write_commits) == b"page read before the write"
         assert cached_page(branch_id, 50, None, lambda: b"fresh") == b"fresh"
         assert cached_page(branch_id, 50, None, lambda: b"not called") == b"fresh"
+
+
+def test_a_sale_during_a_miss_keeps_the_old_page_out_of_the_cache(app, shop):
+    branch_id, product_id = shop["branch_id"], shop["product"]["id"]
+    with app.test_request_context():
+
+        def build_while_a_sale_commits():
+            record_sale(branch_id, product_id, 2)
+            return b"page read before the sale"
+
+        assert cached_page(branch_id, 50, None, build_while_a_sale_commits) == b"page read before the sale"
+        assert cached_page(branch_id, 50, None, lambda: b"fresh") == b"fresh"
+        assert top_products(branch_id, 10)[0]["units_sold"] == 2
 
 
 def test_other_branches_are_cached_apart(shop, store):

@@ -76,6 +76,22 @@ def test_purchases_and_stock_agree_on_postgres(live_app, live_store):
     assert client.get("/stats/top-products").json["products"][0]["units_sold"] == 3
 
 
+def test_sales_are_counted_after_redis_forgets_its_scripts(live_app, live_store):
+    """A restarted Redis has no scripts loaded; the first sale after it loads its own."""
+    tenant = live_store.tenant("acme")
+    branch_id = tenant["branches"][0]["id"]
+    live_store.user("alice", branch_id)
+    product = live_store.product(branch_id, "Tea", price=1, stock=5)
+    client = live_store.login("alice")
+    body = {"product_id": product["id"], "quantity": 1}
+    assert client.post("/purchase", json=body).status_code == 201
+    assert client.get("/products").json["products"][0]["stock"] == 4
+    live_app.extensions["redis"].script_flush()
+    assert client.post("/purchase", json=body).status_code == 201
+    assert client.get("/products").json["products"][0]["stock"] == 3
+    assert client.get("/stats/top-products").json["products"][0]["units_sold"] == 2
+
+
 def test_connections_killed_while_idle_are_replaced_before_use(live_app, live_store, postgres_url):
     """A server restart or an administrator's kill leaves the pools holding dead connections;
     the next requests must take fresh ones rather than answer 503."""
