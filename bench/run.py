@@ -946,7 +946,9 @@ def markdown(report: dict) -> str:
         "runs: the session ceiling (left running) is measured just before each of the scenario's runs, "
         "and the median of the runs' ratios is shown, so that the machine's drift between minutes "
         "does not decide it. Redis commands: per request the server handled "
-        "(INFO commandstats after CONFIG RESETSTAT). app CPU: user + system CPU of gunicorn's "
+        "(INFO commandstats after CONFIG RESETSTAT), including the commands a script runs: "
+        "a purchase's EVALSHA and the four commands of its script are one round trip. app CPU: "
+        "user + system CPU of gunicorn's "
         "processes per request, which other load on the machine does not inflate as it does latency; "
         "results.json also has PostgreSQL's, Redis's and wrk's, and the share of the CPUs other work "
         "used during each run.",
