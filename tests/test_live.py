@@ -110,7 +110,8 @@ def test_connections_killed_while_idle_are_replaced_before_use(live_app, live_st
         ).fetchall()
         assert killed, "the pools held no connection to kill"
         deadline = time.monotonic() + 10
-        while admin.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = %s", (name,)).fetchone()[0]:
+        left = "SELECT count(*) FROM pg_stat_activity WHERE datname = %s"
+        while admin.execute(left, (name,)).fetchone()[0]:
             assert time.monotonic() < deadline, "the killed connections never went away"
             time.sleep(0.02)
     assert client.post("/purchase", json=body).status_code == 201
