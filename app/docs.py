@@ -18,7 +18,8 @@ BODY_ERRORS = {
     "413": "Body larger than 1 MiB",
     "415": "Body is not JSON (Content-Type: application/json)",
 }
-ERROR_SCHEMA_REF = "#/components/schemas/HTTPError"
+SCHEMAS = "#/components/schemas/"
+ERROR_SCHEMA_REF = f"{SCHEMAS}HTTPError"
 # Rules of whole bodies that apispec cannot render from a marshmallow schema.
 BODY_RULES = {
     # catalogue.ProductPatchIn.not_empty: a PATCH changes at least one field.
@@ -38,7 +39,7 @@ def configure(app) -> None:
         SWAGGER_UI_STANDALONE_PRESET_JS="/docs/assets/swagger-ui-standalone-preset.js",
     )
     app.register_blueprint(bp)
-    app.spec_processor(document_json_bodies)
+    app.spec_processor(lambda spec: merge_duplicate_schemas(document_json_bodies(spec)))
 
 
 def document_json_bodies(spec: dict) -> dict:
@@ -54,3 +55,30 @@ def document_json_bodies(spec: dict) -> dict:
                 content = {"application/json": {"schema": {"$ref": ERROR_SCHEMA_REF}}}
                 operation["responses"].setdefault(status, {"description": description, "content": content})
     return spec
+
+
+def merge_duplicate_schemas(spec: dict) -> dict:
+    """Refer to each schema by one name.
+
+    APIFlask names a schema again ("ProductOut1") when apispec has already registered it as
+    a nested field of another; the copy is dropped and its references renamed.
+    """
+    schemas = spec["components"]["schemas"]
+    renamed: dict[str, str] = {}
+    for name in list(schemas):
+        first = name.rstrip("0123456789")
+        if first != name and schemas.get(first) == schemas[name]:
+            renamed[f"{SCHEMAS}{name}"] = f"{SCHEMAS}{first}"
+            del schemas[name]
+    return _renamed_refs(spec, renamed) if renamed else spec
+
+
+def _renamed_refs(node, renamed: dict[str, str]):
+    if isinstance(node, dict):
+        return {
+            key: renamed.get(value, value) if key == "$ref" else _renamed_refs(value, renamed)
+            for key, value in node.items()
+        }
+    if isinstance(node, list):
+        return [_renamed_refs(item, renamed) for item in node]
+    return node
