@@ -836,7 +836,7 @@ def targets(results: dict, session_bytes: dict, sizes: list[int]) -> list[dict]:
         ratio = session_ratio(results, "products_1000")
         row(
             "GET /products?limit=50 at N=1,000: req/s vs the session-read ceiling",
-            f"{ratio:.2f}x",
+            f"{ratio:.3f}x",
             ">= 1.0x",
             ratio >= 1.0,
         )
@@ -849,7 +849,8 @@ def targets(results: dict, session_bytes: dict, sizes: list[int]) -> list[dict]:
     else:
         row("p50 at N=1,000,000 vs N=1,000", "not run (--smoke)", "<= 1.3x", None)
     ratio = session_ratio(results, "purchase")
-    row("POST /purchase: req/s vs the session-read ceiling", f"{ratio:.2f}x", ">= 0.4x", ratio >= 0.4)
+    # Three decimals: at two, 0.395 would read as a met 0.40.
+    row("POST /purchase: req/s vs the session-read ceiling", f"{ratio:.3f}x", ">= 0.4x", ratio >= 0.4)
     reads = [results[k]["session_commands_per_request"] for k in results if k.startswith("products_")]
     worst = max(reads)
     # Judged at two decimals: a connection's HELLO and redis-py's idle health-check PING add
@@ -899,7 +900,7 @@ def markdown(report: dict) -> str:
         r = results[key]
         lines.append(
             f"| {r['label']} | {r['rps']:,.0f} | {r['p50_us'] / 1000:.2f} | {r['p99_us'] / 1000:.2f} "
-            f"| {r['rps'] / json_rps:.2f} | {session_ratio(results, key):.2f} "
+            f"| {r['rps'] / json_rps:.2f} | {session_ratio(results, key):.3f} "
             f"| {r['redis_commands_per_request']:.2f} "
             f"| {commands_text(r['redis_calls'], r['sent'])} | {r['app_cpu_ms_per_request']:.2f} "
             f"| {r['status_errors']} |"
@@ -1000,7 +1001,7 @@ def chart(report: dict, path: Path) -> None:
     )
     for bar, value, key in zip(bars, rps, keys, strict=True):
         left.annotate(
-            f"{value:,.0f}\n{session_ratio(results, key):.2f}x",
+            f"{value:,.0f}\n{session_ratio(results, key):.3f}x",
             (bar.get_x() + bar.get_width() / 2, value),
             ha="center",
             va="bottom",
@@ -1058,7 +1059,7 @@ def print_table(report: dict) -> None:
         r = results[key]
         print(
             f"{r['label']:<50} {r['rps']:>9,.0f} {r['p50_us'] / 1000:>8.2f} {r['p99_us'] / 1000:>8.2f} "
-            f"{r['rps'] / json_rps:>6.2f} {session_ratio(results, key):>6.2f} "
+            f"{r['rps'] / json_rps:>6.2f} {session_ratio(results, key):>6.3f} "
             f"{r['redis_commands_per_request']:>9.3f}"
         )
     sb = report["session_bytes"]
@@ -1161,6 +1162,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.report_only:
         report = json.loads((args.out / "results.json").read_text())
+        # Judged again from the measurements, so that a change to how targets read shows.
+        sizes = sorted(
+            int(key.removeprefix("products_")) for key in report["results"] if key.startswith("products_")
+        )
+        report["targets"] = targets(report["results"], report["session_bytes"], sizes)
+        write(args.out / "results.json", json.dumps(report, indent=2) + "\n")
         write(args.out / "results.md", markdown(report))
         chart(report, args.out / "chart.png")
         print_table(report)
