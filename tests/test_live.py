@@ -21,6 +21,14 @@ def session_cookie(client) -> str | None:
     return cookie.value if cookie else None
 
 
+def alice_with_tea(live_store, price=1):
+    """A customer logged in to a branch that sells Tea, five in stock; her client and the product."""
+    branch_id = live_store.tenant("acme")["branches"][0]["id"]
+    live_store.user("alice", branch_id)
+    product = live_store.product(branch_id, "Tea", price=price, stock=5)
+    return live_store.login("alice"), product
+
+
 def test_registration_stores_a_real_scrypt_hash_on_postgres(live_app, live_store):
     tenant = live_store.tenant("acme")
     live_store.user("alice", tenant["branches"][0]["id"], password="correct horse")
@@ -62,11 +70,7 @@ def test_login_issues_a_new_session_id_and_the_old_one_is_anonymous(live_app, li
 
 
 def test_purchases_and_stock_agree_on_postgres(live_app, live_store):
-    tenant = live_store.tenant("acme")
-    branch_id = tenant["branches"][0]["id"]
-    live_store.user("alice", branch_id)
-    product = live_store.product(branch_id, "Tea", price=0.1, stock=5)
-    client = live_store.login("alice")
+    client, product = alice_with_tea(live_store, price=0.1)
     response = client.post("/purchase", json={"product_id": product["id"], "quantity": 3})
     assert response.status_code == 201 and response.json["total"] == 0.3
     assert client.post("/purchase", json={"product_id": product["id"], "quantity": 3}).status_code == 409
@@ -78,11 +82,7 @@ def test_purchases_and_stock_agree_on_postgres(live_app, live_store):
 
 def test_sales_are_counted_after_redis_forgets_its_scripts(live_app, live_store):
     """A restarted Redis has no scripts loaded; the first sale after it loads its own."""
-    tenant = live_store.tenant("acme")
-    branch_id = tenant["branches"][0]["id"]
-    live_store.user("alice", branch_id)
-    product = live_store.product(branch_id, "Tea", price=1, stock=5)
-    client = live_store.login("alice")
+    client, product = alice_with_tea(live_store)
     body = {"product_id": product["id"], "quantity": 1}
     assert client.post("/purchase", json=body).status_code == 201
     assert client.get("/products").json["products"][0]["stock"] == 4
@@ -95,11 +95,7 @@ def test_sales_are_counted_after_redis_forgets_its_scripts(live_app, live_store)
 def test_connections_killed_while_idle_are_replaced_before_use(live_app, live_store, postgres_url):
     """A server restart or an administrator's kill leaves the pools holding dead connections;
     the next requests must take fresh ones rather than answer 503."""
-    tenant = live_store.tenant("acme")
-    branch_id = tenant["branches"][0]["id"]
-    live_store.user("alice", branch_id)
-    product = live_store.product(branch_id, "Tea", price=1, stock=5)
-    client = live_store.login("alice")
+    client, product = alice_with_tea(live_store)
     body = {"product_id": product["id"], "quantity": 1}
     assert client.post("/purchase", json=body).status_code == 201
     assert client.get("/products").status_code == 200
@@ -121,11 +117,7 @@ def test_connections_killed_while_idle_are_replaced_before_use(live_app, live_st
 
 
 def test_a_sale_cut_off_mid_call_is_a_503_and_changes_nothing(live_app, live_store, postgres_url):
-    tenant = live_store.tenant("acme")
-    branch_id = tenant["branches"][0]["id"]
-    live_store.user("alice", branch_id)
-    product = live_store.product(branch_id, "Tea", price=1, stock=5)
-    client = live_store.login("alice")
+    client, product = alice_with_tea(live_store)
     body = {"product_id": product["id"], "quantity": 1}
     admin_url = postgres_url.replace("postgresql+psycopg://", "postgresql://", 1)
     with psycopg.connect(admin_url) as holder, psycopg.connect(admin_url, autocommit=True) as killer:
