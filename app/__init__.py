@@ -17,7 +17,7 @@ from .errors import register_error_handlers
 from .extensions import db, limiter, migrate
 from .json import StoreJSONProvider
 from .schemas import require_json_body
-from .services import SALES_ENGINE
+from .services import SALES_ENGINE, finish_recording_sales
 from .sessions import StoreSessionInterface
 
 log = logging.getLogger(__name__)
@@ -63,6 +63,7 @@ def create_app(config: Config | None = None) -> APIFlask:
         app.register_blueprint(blueprint)
     docs.configure(app)
     app.before_request(require_json_body)
+    app.teardown_request(finish_recording_sales)
     register_error_handlers(app)
     register_commands(app)
     return app

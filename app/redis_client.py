@@ -1,11 +1,12 @@
 """The app's Redis client: short timeouts, and fail-fast for a moment once Redis stops answering."""
 
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 
 from redis import Redis
 from redis.backoff import ExponentialBackoff
 from redis.client import Pipeline
+from redis.connection import Connection
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
@@ -82,3 +83,40 @@ def connect(url: str, timeout: float) -> GuardedRedis:
             ExponentialBackoff(cap=0.05, base=0.01), retries=1, supported_errors=(RedisConnectionError,)
         ),
     )
+
+
+def _guard(client: Redis):
+    breaker = getattr(client, "breaker", None)
+    return breaker.guard() if breaker is not None else nullcontext()
+
+
+class Sent:
+    """A command written to Redis whose reply is still to be read, on a connection of its own.
+
+    Redis runs the command while the caller goes on with other work; reading the reply
+    then seldom has to wait. Every Sent must be read, which returns its connection.
+    """
+
+    def __init__(self, client: Redis, connection: Connection):
+        self.client = client
+        self.connection = connection
+
+    def reply(self):
+        try:
+            with _guard(self.client):
+                return self.connection.read_response()
+        finally:
+            self.client.connection_pool.release(self.connection)
+
+
+def send(client: Redis, *args) -> Sent:
+    """Write one command to Redis without waiting for its reply."""
+    pool = client.connection_pool
+    connection = pool.get_connection()
+    try:
+        with _guard(client):
+            connection.send_command(*args)
+    except BaseException:
+        pool.release(connection)
+        raise
+    return Sent(client, connection)

@@ -1,5 +1,6 @@
 """The store on the real PostgreSQL and Redis of this machine."""
 
+import logging
 import re
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -10,6 +11,7 @@ from werkzeug.security import check_password_hash
 
 from app.extensions import db
 from app.models import Product, Purchase, User
+from app.redis_client import Sent
 
 from . import services
 
@@ -90,6 +92,39 @@ def test_sales_are_counted_after_redis_forgets_its_scripts(live_app, live_store)
     assert client.post("/purchase", json=body).status_code == 201
     assert client.get("/products").json["products"][0]["stock"] == 3
     assert client.get("/stats/top-products").json["products"][0]["units_sold"] == 2
+
+
+def test_a_sale_is_recorded_in_redis_before_its_answer_leaves(live_app, live_store):
+    """The sale's Redis script is read back within the request: its connection returns to the
+    pool, and the buyer's next reads see the sale."""
+    client, product = alice_with_tea(live_store)
+    pool = live_app.extensions["redis"].connection_pool
+    body = {"product_id": product["id"], "quantity": 1}
+    for sold in (1, 2, 3):
+        assert client.post("/purchase", json=body).status_code == 201
+        assert not pool._in_use_connections
+        assert client.get("/products").json["products"][0]["stock"] == 5 - sold
+        assert client.get("/stats/top-products").json["products"][0]["units_sold"] == sold
+
+
+def test_a_sale_whose_redis_reply_is_lost_still_stands(live_app, live_store, monkeypatch, caplog):
+    """Redis dropping the connection after the script was sent: the sale is committed and
+    answered, the miss is logged for rebuild-top-products, and the connection is returned."""
+    client, product = alice_with_tea(live_store)
+    read_reply = Sent.reply
+
+    def connection_lost_first(sent):
+        sent.connection.disconnect()
+        return read_reply(sent)
+
+    monkeypatch.setattr(Sent, "reply", connection_lost_first)
+    with caplog.at_level(logging.WARNING, logger="app.services"):
+        response = client.post("/purchase", json={"product_id": product["id"], "quantity": 2})
+    assert response.status_code == 201
+    assert "not counted in Redis" in caplog.text
+    assert not live_app.extensions["redis"].connection_pool._in_use_connections
+    with live_app.app_context():
+        assert db.session.get(Product, product["id"]).stock == 3
 
 
 def test_connections_killed_while_idle_are_replaced_before_use(live_app, live_store, postgres_url):
