@@ -18,7 +18,7 @@ from .extensions import db, limiter, migrate
 from .json import StoreJSONProvider
 from .schemas import require_json_body
 from .services import SALES_ENGINE, finish_recording_sales
-from .sessions import StoreSessionInterface
+from .sessions import StoreSessionInterface, finish_early_read
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +34,11 @@ class StoreAPI(APIFlask):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self._synchronous: dict = {}
+
+    def request_context(self, environ):
+        # Before Flask builds the request: see StoreSessionInterface.send_early_read.
+        self.session_interface.send_early_read(environ)
+        return super().request_context(environ)
 
     def ensure_sync(self, func):
         try:
@@ -64,6 +69,7 @@ def create_app(config: Config | None = None) -> APIFlask:
     docs.configure(app)
     app.before_request(require_json_body)
     app.teardown_request(finish_recording_sales)
+    app.teardown_request(finish_early_read)
     register_error_handlers(app)
     register_commands(app)
     return app
@@ -143,7 +149,7 @@ def register_redis(app: APIFlask) -> None:
         log.warning("ADMIN_TOKEN is unset: administrator routes are open to anyone (development only)")
     app.extensions["redis"] = client
     app.session_interface = StoreSessionInterface(app, client)
-    app.session_interface.prefetchers.append(catalogue.page_to_prefetch)
+    app.session_interface.prefetchers["GET", "/products"] = catalogue.page_to_prefetch
     if url:
         app.config["RATELIMIT_STORAGE_URI"] = "redis+fallback://"
         app.config["RATELIMIT_STORAGE_OPTIONS"] = {"client": client}

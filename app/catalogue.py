@@ -3,7 +3,7 @@
 from functools import wraps
 
 from apiflask import APIBlueprint, Schema, abort, fields
-from flask import current_app, request
+from flask import current_app
 from marshmallow import ValidationError, validates_schema
 
 from .access import current_identity, get_branch, get_product, is_admin, live_products, login_required
@@ -77,8 +77,6 @@ def catalogue_editor(view):
 
 def page_to_prefetch(branch_id: int) -> tuple[str, str] | None:
     """For GET /products, where its page is cached: read along with the session."""
-    if request.method != "GET" or request.path != "/products":
-        return None
     try:
         query = PAGE_QUERY.parse()
     except ValidationError:

@@ -9,9 +9,9 @@ import psycopg
 import pytest
 from werkzeug.security import check_password_hash
 
+from app import services as app_services
 from app.extensions import db
 from app.models import Product, Purchase, User
-from app.redis_client import Sent
 
 from . import services
 
@@ -94,6 +94,42 @@ def test_sales_are_counted_after_redis_forgets_its_scripts(live_app, live_store)
     assert client.get("/stats/top-products").json["products"][0]["units_sold"] == 2
 
 
+def test_a_request_reads_its_session_with_the_one_get_sent_as_it_arrives(live_app, live_store, monkeypatch):
+    """The session's GET goes out before Flask builds the request, not through the client's
+    command path when the session opens; still one command, and its connection returned."""
+    tenant = live_store.tenant("acme")
+    live_store.user("alice", tenant["branches"][0]["id"])
+    client = live_store.login("alice")
+    redis = live_app.extensions["redis"]
+    late_gets = []
+    execute_command = redis.execute_command
+
+    def counted(*args, **options):
+        late_gets.extend(args[:1] if args[0] == "GET" else [])
+        return execute_command(*args, **options)
+
+    monkeypatch.setattr(redis, "execute_command", counted)
+    redis.config_resetstat()
+    assert client.get("/me").json["username"] == "alice"
+    calls = {name: stats["calls"] for name, stats in redis.info("commandstats").items()}
+    assert calls.pop("cmdstat_get") == 1 and not late_gets
+    assert not redis.connection_pool._in_use_connections
+    stranger = live_app.test_client()
+    stranger.set_cookie("session", "never-issued")
+    assert stranger.get("/me").status_code == 401
+    assert not redis.connection_pool._in_use_connections
+
+
+def test_a_session_read_early_but_never_opened_returns_its_connection(live_app, live_store, monkeypatch):
+    tenant = live_store.tenant("acme")
+    live_store.user("alice", tenant["branches"][0]["id"])
+    client = live_store.login("alice")
+    interface = live_app.session_interface
+    monkeypatch.setattr(interface, "open_session", lambda app, request: interface.make_null_session(app))
+    assert client.get("/me").status_code == 401
+    assert not live_app.extensions["redis"].connection_pool._in_use_connections
+
+
 def test_a_sale_is_recorded_in_redis_before_its_answer_leaves(live_app, live_store):
     """The sale's Redis script is read back within the request: its connection returns to the
     pool, and the buyer's next reads see the sale."""
@@ -111,13 +147,14 @@ def test_a_sale_whose_redis_reply_is_lost_still_stands(live_app, live_store, mon
     """Redis dropping the connection after the script was sent: the sale is committed and
     answered, the miss is logged for rebuild-top-products, and the connection is returned."""
     client, product = alice_with_tea(live_store)
-    read_reply = Sent.reply
+    send = app_services.send
 
-    def connection_lost_first(sent):
+    def send_then_lose_the_connection(*args):
+        sent = send(*args)
         sent.connection.disconnect()
-        return read_reply(sent)
+        return sent
 
-    monkeypatch.setattr(Sent, "reply", connection_lost_first)
+    monkeypatch.setattr(app_services, "send", send_then_lose_the_connection)
     with caplog.at_level(logging.WARNING, logger="app.services"):
         response = client.post("/purchase", json={"product_id": product["id"], "quantity": 2})
     assert response.status_code == 201
