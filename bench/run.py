@@ -948,7 +948,7 @@ def markdown(report: dict) -> str:
         "and the median of the runs' ratios is shown, so that the machine's drift between minutes "
         "does not decide it. Redis commands: per request the server handled "
         "(INFO commandstats after CONFIG RESETSTAT), including the commands a script runs: "
-        "a purchase's EVALSHA and the four commands of its script are one round trip. app CPU: "
+        "a purchase's EVAL and the four commands of its script are one round trip. app CPU: "
         "user + system CPU of gunicorn's "
         "processes per request, which other load on the machine does not inflate as it does latency; "
         "results.json also has PostgreSQL's, Redis's and wrk's, and the share of the CPUs other work "
@@ -1093,7 +1093,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--warmup", type=int, help="seconds of warm-up per scenario (default 3; 1 with --smoke)"
     )
-    parser.add_argument("--repeat", type=int, help="measured runs per scenario (default 3; 1 with --smoke)")
+    parser.add_argument("--repeat", type=int, help="measured runs per scenario (default 5; 1 with --smoke)")
     parser.add_argument("--connections", type=int, default=16, help="wrk connections (default 16)")
     parser.add_argument("--wrk-threads", type=int, default=1, help="wrk threads (default 1)")
     # The defaults are what gunicorn.conf.py serves production with, and measured best here:
@@ -1143,7 +1143,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.sizes = args.sizes or ([1000] if smoke else [1000, 1_000_000])
     args.duration = args.duration or (2 if smoke else 10)
     args.warmup = args.warmup or (1 if smoke else 3)
-    args.repeat = args.repeat or (1 if smoke else 3)
+    args.repeat = args.repeat or (1 if smoke else 5)
     if args.retries is None:
         args.retries = 0 if smoke else 3
     if args.quiet_wait is None:
