@@ -110,13 +110,17 @@ class Sent:
 
 
 def send(client: Redis, *args) -> Sent:
-    """Write one command to Redis without waiting for its reply."""
+    """Write one command to Redis without waiting for its reply.
+
+    Guarded like every other call, taking the connection included: while the breaker is
+    open it refuses at once instead of connecting.
+    """
     pool = client.connection_pool
-    connection = pool.get_connection()
-    try:
-        with _guard(client):
+    with _guard(client):
+        connection = pool.get_connection()
+        try:
             connection.send_command(*args)
-    except BaseException:
-        pool.release(connection)
-        raise
+        except BaseException:
+            pool.release(connection)
+            raise
     return Sent(client, connection)

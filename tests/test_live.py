@@ -130,6 +130,26 @@ def test_a_session_read_early_but_never_opened_returns_its_connection(live_app, 
     assert not live_app.extensions["redis"].connection_pool._in_use_connections
 
 
+def test_while_redis_is_known_down_requests_take_no_connection(live_app, live_store, monkeypatch):
+    """Once the breaker is open, the session's early read refuses at once, as every other call
+    does, rather than connecting to a Redis that may hang."""
+    client, product = alice_with_tea(live_store)
+    redis = live_app.extensions["redis"]
+    taken = []
+    get_connection = redis.connection_pool.get_connection
+
+    def counted_get_connection(*args, **kwargs):
+        taken.append(args)
+        return get_connection(*args, **kwargs)
+
+    monkeypatch.setattr(redis.connection_pool, "get_connection", counted_get_connection)
+    monkeypatch.setitem(live_app.config, "PROPAGATE_EXCEPTIONS", False)
+    redis.breaker.open_until = time.monotonic() + 60
+    assert client.get("/me").status_code == 503
+    assert client.post("/purchase", json={"product_id": product["id"], "quantity": 1}).status_code == 503
+    assert not taken
+
+
 def test_a_sale_is_recorded_in_redis_before_its_answer_leaves(live_app, live_store):
     """The sale's Redis script is read back within the request: its connection returns to the
     pool, and the buyer's next reads see the sale."""
