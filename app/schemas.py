@@ -121,9 +121,12 @@ class LeanParser:
 
     location = ""
     arg_name = ""
+    # Fields the schema does not declare: rejected (a body) or ignored (a query, headers).
+    unknown = None
 
     def __init__(self, schema: type[Schema]):
         self.schema = schema
+        self.loader = schema(unknown=self.unknown) if self.unknown else schema()
 
     def parse(self) -> dict:
         """The current request's data; ValidationError when it does not validate."""
@@ -156,6 +159,7 @@ class QueryParser(LeanParser):
 
     location = "query"
     arg_name = "query_data"
+    unknown = EXCLUDE
 
     def __init__(self, schema: type[Schema]):
         super().__init__(schema)
@@ -166,7 +170,7 @@ class QueryParser(LeanParser):
         query = self.parsed.get(raw)
         if query is None:
             # First value of a repeated name, and unknown names ignored, as webargs does.
-            query = self.schema(unknown=EXCLUDE).load(request.args.to_dict())
+            query = self.loader.load(request.args.to_dict())
             if len(self.parsed) < QUERY_CACHE_SIZE:
                 self.parsed[raw] = query
         return query
@@ -177,10 +181,10 @@ class HeaderParser(LeanParser):
 
     location = "headers"
     arg_name = "headers"
+    unknown = EXCLUDE
 
     def __init__(self, schema: type[Schema]):
         super().__init__(schema)
-        self.loader = schema(unknown=EXCLUDE)
         self.names = [field.data_key or name for name, field in self.loader.load_fields.items()]
 
     def parse(self) -> dict:
@@ -193,10 +197,6 @@ class JsonParser(LeanParser):
 
     location = "json"
     arg_name = "json_data"
-
-    def __init__(self, schema: type[Schema]):
-        super().__init__(schema)
-        self.loader = schema()
 
     def parse(self) -> dict:
         # An empty body loads as an empty object, as webargs does.

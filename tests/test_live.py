@@ -23,6 +23,11 @@ def session_cookie(client) -> str | None:
     return cookie.value if cookie else None
 
 
+def redis_connections_out(live_app) -> set:
+    """The app's Redis connections taken from the pool and not returned."""
+    return live_app.extensions["redis"].connection_pool._in_use_connections
+
+
 def alice_with_tea(live_store, price=1):
     """A customer logged in to a branch that sells Tea, five in stock; her client and the product."""
     branch_id = live_store.tenant("acme")["branches"][0]["id"]
@@ -83,7 +88,7 @@ def test_purchases_and_stock_agree_on_postgres(live_app, live_store):
 
 
 def test_sales_are_counted_after_redis_forgets_its_scripts(live_app, live_store):
-    """A restarted Redis has no scripts loaded; the first sale after it loads its own."""
+    """A restarted Redis has no scripts loaded; a sale sends its script whole and still runs it."""
     client, product = alice_with_tea(live_store)
     body = {"product_id": product["id"], "quantity": 1}
     assert client.post("/purchase", json=body).status_code == 201
@@ -97,15 +102,14 @@ def test_sales_are_counted_after_redis_forgets_its_scripts(live_app, live_store)
 def test_a_request_reads_its_session_with_the_one_get_sent_as_it_arrives(live_app, live_store, monkeypatch):
     """The session's GET goes out before Flask builds the request, not through the client's
     command path when the session opens; still one command, and its connection returned."""
-    tenant = live_store.tenant("acme")
-    live_store.user("alice", tenant["branches"][0]["id"])
-    client = live_store.login("alice")
+    client, _ = alice_with_tea(live_store)
     redis = live_app.extensions["redis"]
     late_gets = []
     execute_command = redis.execute_command
 
     def counted(*args, **options):
-        late_gets.extend(args[:1] if args[0] == "GET" else [])
+        if args[0] == "GET":
+            late_gets.append(args)
         return execute_command(*args, **options)
 
     monkeypatch.setattr(redis, "execute_command", counted)
@@ -113,21 +117,19 @@ def test_a_request_reads_its_session_with_the_one_get_sent_as_it_arrives(live_ap
     assert client.get("/me").json["username"] == "alice"
     calls = {name: stats["calls"] for name, stats in redis.info("commandstats").items()}
     assert calls.pop("cmdstat_get") == 1 and not late_gets
-    assert not redis.connection_pool._in_use_connections
+    assert not redis_connections_out(live_app)
     stranger = live_app.test_client()
     stranger.set_cookie("session", "never-issued")
     assert stranger.get("/me").status_code == 401
-    assert not redis.connection_pool._in_use_connections
+    assert not redis_connections_out(live_app)
 
 
 def test_a_session_read_early_but_never_opened_returns_its_connection(live_app, live_store, monkeypatch):
-    tenant = live_store.tenant("acme")
-    live_store.user("alice", tenant["branches"][0]["id"])
-    client = live_store.login("alice")
+    client, _ = alice_with_tea(live_store)
     interface = live_app.session_interface
     monkeypatch.setattr(interface, "open_session", lambda app, request: interface.make_null_session(app))
     assert client.get("/me").status_code == 401
-    assert not live_app.extensions["redis"].connection_pool._in_use_connections
+    assert not redis_connections_out(live_app)
 
 
 def test_while_redis_is_known_down_requests_take_no_connection(live_app, live_store, monkeypatch):
@@ -154,11 +156,10 @@ def test_a_sale_is_recorded_in_redis_before_its_answer_leaves(live_app, live_sto
     """The sale's Redis script is read back within the request: its connection returns to the
     pool, and the buyer's next reads see the sale."""
     client, product = alice_with_tea(live_store)
-    pool = live_app.extensions["redis"].connection_pool
     body = {"product_id": product["id"], "quantity": 1}
     for sold in (1, 2, 3):
         assert client.post("/purchase", json=body).status_code == 201
-        assert not pool._in_use_connections
+        assert not redis_connections_out(live_app)
         assert client.get("/products").json["products"][0]["stock"] == 5 - sold
         assert client.get("/stats/top-products").json["products"][0]["units_sold"] == sold
 
@@ -179,7 +180,7 @@ def test_a_sale_whose_redis_reply_is_lost_still_stands(live_app, live_store, mon
         response = client.post("/purchase", json={"product_id": product["id"], "quantity": 2})
     assert response.status_code == 201
     assert "not counted in Redis" in caplog.text
-    assert not live_app.extensions["redis"].connection_pool._in_use_connections
+    assert not redis_connections_out(live_app)
     with live_app.app_context():
         assert db.session.get(Product, product["id"]).stock == 3
 
