@@ -1,8 +1,8 @@
 """gunicorn settings, read from the working directory by `gunicorn 'app:create_app()'`.
 
-Sync workers, one request per process: a login's scrypt hash holds the interpreter lock
-for a fifth of a second, which in a threaded worker would stall every other request of
-that worker past Redis's timeouts. Requests are short, so processes are cheap to keep busy.
+Sync workers, one request per process, two per CPU: measured against threaded workers
+(bench/README.md, "gunicorn settings"), threads served the catalogue and both ceilings slower
+and far less steadily. Requests are short, so processes are cheap to keep busy.
 """
 
 import multiprocessing
