@@ -117,7 +117,7 @@ class StoreSessionInterface(RedisSessionInterface):
 
     def _early_reply(self, store_id: str) -> tuple[bool, bytes | None]:
         """Whether this key's GET was sent early, and its reply if so."""
-        early: tuple[str, Sent] | None = request.environ.pop(EARLY_READ, None)
+        early = _take_early_read()
         if early is None:
             return False, None
         sent_for, sent = early
@@ -190,9 +190,14 @@ class StoreSessionInterface(RedisSessionInterface):
         return datetime.fromtimestamp(created + self.absolute_timeout, UTC)
 
 
+def _take_early_read() -> tuple[str, Sent] | None:
+    """The session key and GET that send_early_read left for this request, taken once."""
+    return request.environ.pop(EARLY_READ, None)
+
+
 def finish_early_read(exc: BaseException | None = None) -> None:
     """A request that never opened its session still reads the early GET, returning its connection."""
-    early = request.environ.pop(EARLY_READ, None)
+    early = _take_early_read()
     if early is not None:
         try:
             early[1].reply()
