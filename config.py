@@ -30,11 +30,10 @@ class Config:
     """Settings shared by every environment; an instance reads the environment once."""
 
     APP_ENV = "development"
-    SQLALCHEMY_ENGINE_OPTIONS = {"pool_pre_ping": True}
+    # On PostgreSQL, app.database checks each connection taken from the pool without a query.
+    SQLALCHEMY_ENGINE_OPTIONS: dict = {}
 
-    SESSION_TYPE = "redis"
     SESSION_KEY_PREFIX = "session:"
-    SESSION_PERMANENT = True
     # A session is written when it changes; the idle timer is refreshed by the
     # session interface at most once a minute rather than on every request.
     SESSION_REFRESH_EACH_REQUEST = False

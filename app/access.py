@@ -1,4 +1,9 @@
-"""Who is calling, and the one place tenant-owned rows are looked up within their scope."""
+"""Who is calling, and the scope tenant-owned rows are looked up in.
+
+A session's caller sees one branch: `InBranch`. The platform administrator sees every branch:
+`EVERYWHERE`, named where it is meant. A lookup takes one of the two and refuses anything else,
+so a branch left unset by mistake fails loudly instead of dropping the tenant filter.
+"""
 
 import hmac
 from dataclasses import dataclass
@@ -9,8 +14,28 @@ from flask import current_app, request, session
 from sqlalchemy import Select, select
 
 from .extensions import db
-from .models import Branch, Product
+from .models import Branch, Product, Purchase
 from .schemas import MAX_ID
+
+
+@dataclass(frozen=True)
+class InBranch:
+    branch_id: int
+
+    def __post_init__(self):
+        if type(self.branch_id) is not int or self.branch_id < 1:
+            raise TypeError(f"a branch scope needs a branch id, got {self.branch_id!r}")
+
+
+class Everywhere:
+    """The administrator's scope: every branch of every tenant."""
+
+    def __repr__(self) -> str:
+        return "EVERYWHERE"
+
+
+EVERYWHERE = Everywhere()
+Scope = InBranch | Everywhere
 
 
 @dataclass(frozen=True)
@@ -23,6 +48,10 @@ class Identity:
     @property
     def is_manager(self) -> bool:
         return self.role == "manager"
+
+    @property
+    def scope(self) -> InBranch:
+        return InBranch(self.branch_id)
 
 
 def start_session(user_id: int, branch_id: int, tenant_id: int, role: str) -> None:
@@ -75,27 +104,39 @@ def admin_required(view):
     return wrapper
 
 
-def live_products(branch_id: int | None) -> Select:
-    """Products that are on sale, limited to one branch unless the caller is the administrator."""
-    query = select(Product).where(Product.deleted_at.is_(None))
-    if branch_id is not None:
-        query = query.where(Product.branch_id == branch_id)
-    return query
+def scoped(query: Select, branch_column, scope: Scope) -> Select:
+    """The query limited to the scope by the given branch column: the one place scopes apply."""
+    if isinstance(scope, InBranch):
+        return query.where(branch_column == scope.branch_id)
+    if scope is EVERYWHERE:
+        return query
+    raise TypeError(f"not a scope: {scope!r}")
 
 
-def get_product(product_id: int, branch_id: int | None) -> Product:
-    """A live product of the branch; anything else is the same 404."""
+def live_products(scope: Scope) -> Select:
+    """Products on sale within the scope."""
+    return scoped(select(Product).where(Product.deleted_at.is_(None)), Product.branch_id, scope)
+
+
+def purchases(scope: Scope) -> Select:
+    """Purchases made within the scope."""
+    return scoped(select(Purchase), Purchase.branch_id, scope)
+
+
+def get_product(product_id: int, scope: Scope) -> Product:
+    """A live product within the scope; anything else is the same 404."""
     # An id beyond the column's range (a path like /products/<2**70>) cannot exist and would
     # overflow the query.
     if not 1 <= product_id <= MAX_ID:
         abort(404, "Product not found")
-    product = db.session.scalar(live_products(branch_id).where(Product.id == product_id))
+    product = db.session.scalar(live_products(scope).where(Product.id == product_id))
     if product is None:
         abort(404, "Product not found")
     return product
 
 
 def get_branch(branch_id: int) -> Branch:
+    """Any branch, by id: for the administrator and for registration, which name a branch."""
     branch = db.session.get(Branch, branch_id)
     if branch is None:
         abort(404, "Branch not found")

@@ -1,143 +1,33 @@
-"""Registration, login, logout and the caller's own account."""
+"""Users: found by username whatever its case, registered, and checked at login."""
 
-from apiflask import APIBlueprint, Schema, abort, fields, validators
-from flask import session
 from sqlalchemy import func, select
+from sqlalchemy.orm import joinedload
 
-from .access import Identity, get_branch, is_admin, login_required, start_session
-from .errors import commit_or_conflict
-from .extensions import db, limiter, redis_client
-from .models import ROLES, Branch, Tenant, User
+from .extensions import db
+from .models import Branch, User
 from .passwords import hash_password, needs_rehash, verify_password
-from .ratelimits import client_address, login_failed, login_username, per_address_limit, per_username_limit
-from .schemas import JsonParser, MessageOut, id_field
-
-bp = APIBlueprint("accounts", __name__, tag="Accounts")
-
-# (?!\n) because Python's $ also matches before a trailing newline ("alice\n" would pass).
-USERNAME = validators.Regexp(r"^[A-Za-z0-9_.@-]{3,64}(?!\n)$", error="3 to 64 of A-Z a-z 0-9 _ . @ -")
-
-
-class RegisterIn(Schema):
-    username = fields.String(required=True, validate=USERNAME)
-    password = fields.String(required=True, validate=validators.Length(min=8, max=128))
-    branch_id = id_field(required=True)
-    role = fields.String(validate=validators.OneOf(ROLES), metadata={"description": "Administrator only."})
-
-
-class RegisteredOut(Schema):
-    message = fields.String()
-    user_id = fields.Integer()
-
-
-class LoginIn(Schema):
-    username = fields.String(required=True, validate=validators.Length(min=1, max=64))
-    password = fields.String(required=True, validate=validators.Length(min=1, max=128))
-
-
-class LoginOut(Schema):
-    message = fields.String()
-    user_id = fields.Integer()
-    branch_id = fields.Integer()
-
-
-class MeOut(Schema):
-    user_id = fields.Integer()
-    username = fields.String()
-    role = fields.String()
-    branch_id = fields.Integer()
-    branch_name = fields.String()
-    tenant_id = fields.Integer()
-    tenant_name = fields.String()
 
 
 def find_user(username: str) -> User | None:
-    return db.session.scalar(select(User).where(func.lower(User.username) == username.lower()))
-
-
-@bp.post("/register_user")
-@JsonParser(RegisterIn).input(bp)
-@bp.output(RegisteredOut, status_code=201)
-@bp.doc(
-    responses={
-        403: "role given without the administrator token",
-        404: "Branch not found",
-        409: "Username taken",
-    }
-)
-def register_user(json_data):
-    """Register a user in a branch; only the administrator may choose a role."""
-    if "role" in json_data and not is_admin():
-        abort(403, "Only the administrator may set a role")
-    branch = get_branch(json_data["branch_id"])
-    if find_user(json_data["username"]) is not None:
-        abort(409, "Username taken")
-    user = User(
-        username=json_data["username"],
-        password_hash=hash_password(json_data["password"]),
-        role=json_data.get("role", "customer"),
-        branch=branch,
+    """The user of this username in any case, with their branch."""
+    return db.session.scalar(
+        select(User).options(joinedload(User.branch)).where(func.lower(User.username) == username.lower())
     )
-    db.session.add(user)
-    commit_or_conflict("Username taken")
-    return {"message": "User registered", "user_id": user.id}
 
 
-@bp.post("/login")
-@limiter.limit(per_address_limit, key_func=client_address, deduct_when=login_failed, scope="login-address")
-@limiter.limit(per_username_limit, key_func=login_username, deduct_when=login_failed, scope="login-username")
-@JsonParser(LoginIn).input(bp)
-@bp.output(LoginOut)
-@bp.doc(responses={401: "Invalid credentials", 429: "Too many failed logins"})
-def login(json_data):
-    """Log in: the session is replaced by a new one holding the user and branch."""
-    row = db.session.execute(
-        select(User, Branch.tenant_id)
-        .join(User.branch)
-        .where(func.lower(User.username) == json_data["username"].lower())
-    ).one_or_none()
-    user, tenant_id = row if row else (None, None)
-    # The new session is stored in Redis. If Redis stalled during this request's limit check
-    # (which then counts in memory), that check already waited out a timeout: answer 503 now
-    # rather than after the password hash too, which would break the one-second bound.
-    breaker = getattr(redis_client(), "breaker", None)
-    if breaker is not None:
-        breaker.check_not_stalled()
-    if not verify_password(user.password_hash if user else None, json_data["password"]):
-        abort(401, "Invalid credentials")
+def new_user(username: str, password: str, branch: Branch, role: str = "customer") -> User:
+    """A user to add to the session, their password hashed."""
+    return User(username=username, password_hash=hash_password(password), role=role, branch=branch)
+
+
+def check_password(user: User | None, password: str) -> bool:
+    """Whether the password is the user's, in the same time for a user that does not exist.
+
+    A hash made with older parameters is replaced at the first login that proves it.
+    """
+    if not verify_password(user.password_hash if user else None, password):
+        return False
     if needs_rehash(user.password_hash):
-        user.password_hash = hash_password(json_data["password"])
+        user.password_hash = hash_password(password)
         db.session.commit()
-    start_session(user.id, user.branch_id, tenant_id, user.role)
-    return {"message": "Login successful", "user_id": user.id, "branch_id": user.branch_id}
-
-
-@bp.post("/logout")
-@bp.output(MessageOut)
-def logout():
-    """Log out: the server-side session is deleted."""
-    session.clear()
-    return {"message": "Logged out"}
-
-
-@bp.get("/me")
-@login_required
-@bp.output(MeOut)
-@bp.doc(responses={401: "User not logged in"})
-def me(identity: Identity):
-    """The logged-in user, with their branch and tenant."""
-    user, branch_name, tenant_name = db.session.execute(
-        select(User, Branch.name, Tenant.name)
-        .join(User.branch)
-        .join(Branch.tenant)
-        .where(User.id == identity.user_id)
-    ).one()
-    return {
-        "user_id": user.id,
-        "username": user.username,
-        "role": user.role,
-        "branch_id": user.branch_id,
-        "branch_name": branch_name,
-        "tenant_id": identity.tenant_id,
-        "tenant_name": tenant_name,
-    }
+    return True

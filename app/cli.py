@@ -7,10 +7,11 @@ import click
 from flask import Flask
 from sqlalchemy import func, select
 
+from .accounts import find_user, new_user
 from .extensions import db
-from .models import Branch, Product, Tenant, User
-from .passwords import hash_password
-from .services import purge_idempotency_keys, rebuild_top_products
+from .models import Branch, Product, Tenant
+from .sales.idempotency import purge_idempotency_keys
+from .sales.ranking import rebuild_top_products
 
 DEMO_TENANT = "Demo Store"
 DEMO_BRANCHES = ("main", "downtown")
@@ -43,16 +44,8 @@ def seed_demo() -> list[tuple[str, str, str, str]]:
         branches[name] = branch
     db.session.flush()
     for username, password, role, branch_name in DEMO_USERS:
-        exists = db.session.scalar(select(User.id).where(func.lower(User.username) == username))
-        if exists is None:
-            db.session.add(
-                User(
-                    username=username,
-                    password_hash=hash_password(password),
-                    role=role,
-                    branch=branches[branch_name],
-                )
-            )
+        if find_user(username) is None:
+            db.session.add(new_user(username, password, branches[branch_name], role))
     for branch in branches.values():
         names = set(db.session.scalars(select(Product.name).where(Product.branch_id == branch.id)))
         for name, price, stock in DEMO_PRODUCTS:

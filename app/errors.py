@@ -1,18 +1,18 @@
-"""The one place error JSON is built: {"error": ..., "details": {field: [messages]}}."""
+"""The one place error JSON is built: {"error": ..., "details": {field: [messages]}}, and the one
+translation of Redis and database faults into a 503."""
 
 import logging
-import time
 
 from apiflask import APIFlask, abort
 from apiflask.exceptions import HTTPError
-from flask_limiter.errors import RateLimitExceeded
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from werkzeug.exceptions import InternalServerError
 
-from .extensions import db, limiter
+from .extensions import db
+from .redis.throttle import TooManyAttempts
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +36,7 @@ def is_outage(exc: BaseException | None) -> bool:
 
 
 def _flatten(detail: dict) -> dict:
-    """Merge webargs' per-location messages ({"json": {...}}) into one field map."""
+    """Merge the parsers' per-location messages ({"json": {...}}) into one field map."""
     details: dict = {}
     for location, fields in detail.items():
         if isinstance(fields, dict):
@@ -72,6 +72,11 @@ def error_response(status: int, message: str, details: dict | None = None, heade
     return body, status, headers or {}
 
 
+def unavailable(cause: BaseException):
+    log.warning("dependency unavailable: %r", cause)
+    return error_response(503, "Service temporarily unavailable", headers={"Retry-After": RETRY_AFTER})
+
+
 def register_error_handlers(app: APIFlask) -> None:
     @app.error_processor
     def http_error(error: HTTPError):
@@ -83,31 +88,15 @@ def register_error_handlers(app: APIFlask) -> None:
             return error_response(400, "Malformed JSON body", headers=error.headers)
         return error_response(error.status_code, error.message, details, error.headers)
 
-    @app.errorhandler(RateLimitExceeded)
-    def too_many_attempts(error: RateLimitExceeded):
-        limit = limiter.current_limit
-        wait = max(1, int(limit.reset_at - time.time())) if limit else 60
+    @app.errorhandler(TooManyAttempts)
+    def too_many_attempts(error: TooManyAttempts):
         return error_response(
-            429, "Too many failed attempts; retry later", headers={"Retry-After": str(wait)}
+            429, "Too many failed attempts; retry later", headers={"Retry-After": str(error.retry_after)}
         )
-
-    def unavailable(cause: BaseException):
-        log.warning("dependency unavailable: %r", cause)
-        return error_response(503, "Service temporarily unavailable", headers={"Retry-After": RETRY_AFTER})
 
     # Outages raised inside a view: handled here, so Flask does not log them as crashes.
     for outage in OUTAGES:
         app.register_error_handler(outage, unavailable)
-
-    # An outage while opening the session reaches Flask's crash log before the handler below;
-    # it is not a crash, and the handler logs it in one line.
-    log_crash = app.log_exception
-
-    def log_exception(exc_info) -> None:
-        if not is_outage(exc_info[1]):
-            log_crash(exc_info)
-
-    app.log_exception = log_exception
 
     @app.errorhandler(InternalServerError)
     def server_error(error: InternalServerError):

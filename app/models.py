@@ -17,33 +17,24 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
 from .extensions import db
-
-CENT = Decimal("0.01")
+from .money import from_cents, to_cents
 
 
 def now_utc() -> datetime:
     return datetime.now(UTC)
 
 
-def money(cents: int) -> Decimal:
-    return (Decimal(cents) / 100).quantize(CENT)
-
-
-class Money(TypeDecorator):
+class Cents(TypeDecorator):
     """An exact amount with two decimals, stored as whole cents on every database."""
 
     impl = BigInteger
     cache_ok = True
 
     def process_bind_param(self, value, dialect):
-        if value is None:
-            return None
-        return int(Decimal(value).quantize(CENT) * 100)
+        return None if value is None else to_cents(value)
 
     def process_result_value(self, value, dialect):
-        if value is None:
-            return None
-        return money(value)
+        return None if value is None else from_cents(value)
 
 
 class Timestamp(TypeDecorator):
@@ -115,7 +106,7 @@ class Product(db.Model):
     id: Mapped[int] = mapped_column(primary_key=True)
     branch_id: Mapped[int] = mapped_column(ForeignKey("branches.id"))
     name: Mapped[str] = mapped_column(String(100))
-    price: Mapped[Decimal] = mapped_column("price_cents", Money)
+    price: Mapped[Decimal] = mapped_column("price_cents", Cents)
     stock: Mapped[int] = mapped_column(default=0)
     created_at: Mapped[datetime] = mapped_column(Timestamp, default=now_utc)
     updated_at: Mapped[datetime] = mapped_column(Timestamp, default=now_utc, onupdate=now_utc)
@@ -144,9 +135,9 @@ class Purchase(db.Model):
     product_id: Mapped[int] = mapped_column(ForeignKey("products.id"))
     # A snapshot: later edits to the product do not rewrite what was sold.
     product_name: Mapped[str] = mapped_column(String(100))
-    unit_price: Mapped[Decimal] = mapped_column("unit_price_cents", Money)
+    unit_price: Mapped[Decimal] = mapped_column("unit_price_cents", Cents)
     quantity: Mapped[int]
-    total: Mapped[Decimal] = mapped_column("total_cents", Money)
+    total: Mapped[Decimal] = mapped_column("total_cents", Cents)
     created_at: Mapped[datetime] = mapped_column(Timestamp, default=now_utc)
 
 
@@ -163,14 +154,16 @@ class IdempotencyKey(db.Model):
     """
 
     __tablename__ = "idempotency_keys"
-    __table_args__ = (UniqueConstraint("user_id", "key"),)
+    __table_args__ = (
+        UniqueConstraint("user_id", "key"),
+        CheckConstraint("outcome IN ('sold', 'out_of_stock', 'not_found')", name="outcome"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
     key: Mapped[str] = mapped_column(String(255))
     request_hash: Mapped[str] = mapped_column(String(64))
-    # What the first request answered: the purchase it created, or the error it gave.
-    status_code: Mapped[int]
+    # What the first request came to (app.sales.Outcome), and the purchase it created if it sold.
+    outcome: Mapped[str] = mapped_column(String(16))
     purchase_id: Mapped[int | None] = mapped_column(ForeignKey("purchases.id"))
-    error: Mapped[str | None] = mapped_column(String(100))
     created_at: Mapped[datetime] = mapped_column(Timestamp, default=now_utc, index=True)

@@ -1,24 +1,37 @@
 """Fixtures: a fresh app, database and Redis per test, and a client that speaks the store's API."""
 
+import itertools
+
 import flask_migrate
 import pytest
 from sqlalchemy import text
 
 from app import create_app
 from app.extensions import db
-from app.services import SALES_ENGINE
 from config import Config, TestingConfig
 
-from . import services
+from . import servers
 
 
 @pytest.fixture
-def sqlite_app(tmp_path):
-    # A file, not sqlite://, so that threads in concurrency tests share one database.
-    app = create_app(TestingConfig({"DATABASE_URL": f"sqlite:///{tmp_path / 'store.db'}"}))
-    with app.app_context():
-        db.create_all()
-    return app
+def make_app(tmp_path):
+    """Builds apps of their own, each on a fresh SQLite file, with the given settings."""
+    numbers = itertools.count()
+
+    def make(config_class=TestingConfig, **env):
+        # A file, not sqlite://, so that threads in concurrency tests share one database.
+        url = f"sqlite:///{tmp_path / f'store{next(numbers)}.db'}"
+        app = create_app(config_class({"DATABASE_URL": url, **env}))
+        with app.app_context():
+            db.create_all()
+        return app
+
+    return make
+
+
+@pytest.fixture
+def sqlite_app(make_app):
+    return make_app()
 
 
 @pytest.fixture
@@ -118,19 +131,26 @@ def shop(store):
 
 @pytest.fixture(scope="session")
 def postgres_url():
-    url = services.create_database()
+    url = servers.create_database()
     app = create_app(TestingConfig({"DATABASE_URL": url}))
     with app.app_context():
         flask_migrate.upgrade()
         db.engine.dispose()
-        app.extensions[SALES_ENGINE].dispose()
     yield url
-    services.drop_database(url)
+    servers.drop_database(url)
 
 
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory):
-    server = services.RedisServer(tmp_path_factory.mktemp("redis")).start()
+    server = servers.RedisServer(tmp_path_factory.mktemp("redis")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def own_redis(tmp_path):
+    """A redis-server of this test's own, which it may stall, stop and start again."""
+    server = servers.RedisServer(tmp_path).start()
     yield server
     server.stop()
 
@@ -148,7 +168,6 @@ def live_app(postgres_url, redis_server):
     yield app
     with app.app_context():
         db.engine.dispose()
-        app.extensions[SALES_ENGINE].dispose()
     app.extensions["redis"].close()
 
 

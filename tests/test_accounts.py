@@ -4,12 +4,12 @@ import os
 import pickle
 import time
 
-import fakeredis
 import msgspec
 import pytest
+import redis
+import time_machine
 from werkzeug.security import check_password_hash
 
-from app import create_app, redis_client, sessions
 from app.extensions import db
 from app.models import User
 from config import ProductionConfig, TestingConfig
@@ -21,28 +21,21 @@ def session_id(client) -> str:
     return client.get_cookie("session").value
 
 
-def logged_in(tmp_path, config_class=TestingConfig, **env):
+@pytest.fixture
+def logged_in(make_app):
     """An app of its own, with a customer registered through the API, and a client logged in as them."""
-    app = create_app(config_class({"DATABASE_URL": f"sqlite:///{tmp_path / 'own.db'}", **env}))
-    with app.app_context():
-        db.create_all()
-    client = app.test_client()
-    admin = {"Authorization": f"Bearer {app.config['ADMIN_TOKEN']}"}
-    tenant = client.post("/register_tenants", json={"tenant_names": ["own"]}, headers=admin).json
-    branch_id = tenant["tenants"][0]["branches"][0]["id"]
-    client.post("/register_user", json={**CREDENTIALS, "branch_id": branch_id}, headers=admin)
-    assert client.post("/login", json=CREDENTIALS).status_code == 200
-    return app, client
 
+    def make(config_class=TestingConfig, **env):
+        app = make_app(config_class, **env)
+        client = app.test_client()
+        admin = {"Authorization": f"Bearer {app.config['ADMIN_TOKEN']}"}
+        tenant = client.post("/register_tenants", json={"tenant_names": ["own"]}, headers=admin).json
+        branch_id = tenant["tenants"][0]["branches"][0]["id"]
+        client.post("/register_user", json={**CREDENTIALS, "branch_id": branch_id}, headers=admin)
+        assert client.post("/login", json=CREDENTIALS).status_code == 200
+        return app, client
 
-class Clock:
-    """Stands in for the time module inside app.sessions; starts well after the real clock."""
-
-    def __init__(self):
-        self.now = time.time() + 1000
-
-    def time(self) -> float:
-        return self.now
+    return make
 
 
 @pytest.fixture
@@ -110,13 +103,11 @@ def test_session_cookie_is_httponly_samesite_lax_and_not_secure_in_tests(alice):
     assert not cookie.secure
 
 
-def test_session_cookie_is_secure_in_production(tmp_path, monkeypatch):
-    fake = fakeredis.FakeRedis()
-    monkeypatch.setattr(redis_client, "connect", lambda url, timeout: fake)
-    env = {"SECRET_KEY": "x" * 40, "REDIS_URL": "redis://127.0.0.1:1/0", "ADMIN_TOKEN": "y" * 40}
-    app, client = logged_in(tmp_path, ProductionConfig, **env)
+@pytest.mark.redis
+def test_session_cookie_is_secure_in_production(logged_in, redis_server):
+    env = {"SECRET_KEY": "x" * 40, "REDIS_URL": redis_server.url, "ADMIN_TOKEN": "y" * 40}
+    app, client = logged_in(ProductionConfig, **env)
     assert app.config["SESSION_COOKIE_SECURE"] is True
-    assert app.extensions["redis"] is fake
     cookie = client.get_cookie("session")
     assert cookie.secure and cookie.http_only and cookie.same_site == "Lax"
 
@@ -167,8 +158,8 @@ def test_cookie_never_issued_is_anonymous_and_stores_nothing(app, client):
 
 
 @pytest.mark.parametrize("idle, absolute", [("1800", "43200"), ("100", "30")])
-def test_session_key_ttl_never_exceeds_idle_or_remaining_absolute_time(tmp_path, idle, absolute):
-    app, client = logged_in(tmp_path, SESSION_IDLE_TIMEOUT=idle, SESSION_ABSOLUTE_TIMEOUT=absolute)
+def test_session_key_ttl_never_exceeds_idle_or_remaining_absolute_time(logged_in, idle, absolute):
+    app, client = logged_in(SESSION_IDLE_TIMEOUT=idle, SESSION_ABSOLUTE_TIMEOUT=absolute)
     key = f"session:{session_id(client)}"
     assert 0 < app.extensions["redis"].ttl(key) <= min(int(idle), int(absolute))
     # The stored session is plain msgpack of ints and strings.
@@ -207,37 +198,31 @@ def test_planted_session_is_never_unpickled_and_is_anonymous(app, client, tmp_pa
     ],
     ids=["idle timeout ends it", "activity keeps it alive", "absolute timeout ends it"],
 )
-def test_session_timeouts(tmp_path, monkeypatch, idle, absolute, schedule):
-    clock = Clock()
-    monkeypatch.setattr(sessions, "time", clock)
-    app, client = logged_in(tmp_path, SESSION_IDLE_TIMEOUT=idle, SESSION_ABSOLUTE_TIMEOUT=absolute)
-    key = f"session:{session_id(client)}"
-    for seconds, status in schedule:
-        clock.now += seconds
-        assert client.get("/me").status_code == status
-    assert app.extensions["redis"].exists(key) == (schedule[-1][1] == 200)
+def test_session_timeouts(logged_in, idle, absolute, schedule):
+    with time_machine.travel(time.time(), tick=False) as clock:
+        app, client = logged_in(SESSION_IDLE_TIMEOUT=idle, SESSION_ABSOLUTE_TIMEOUT=absolute)
+        key = f"session:{session_id(client)}"
+        for seconds, status in schedule:
+            clock.shift(seconds)
+            assert client.get("/me").status_code == status
+        assert app.extensions["redis"].exists(key) == (schedule[-1][1] == 200)
 
 
-def spy(method, calls: list):
-    def recorded(*args, **kwargs):
-        calls.append(method.__name__)
-        return method(*args, **kwargs)
-
-    return recorded
-
-
-def test_reading_a_session_does_not_write_to_redis(app, alice, monkeypatch):
-    clock = Clock()
-    monkeypatch.setattr(sessions, "time", clock)
-    client = alice["client"]
-    client.post("/login", json=CREDENTIALS)  # created under the fake clock
-    redis, writes = app.extensions["redis"], []
-    for command in ("set", "setex", "expire", "pexpire", "getex", "delete"):
-        monkeypatch.setattr(redis, command, spy(getattr(redis, command), writes))
-    for _ in range(5):
+@pytest.mark.redis
+def test_reading_a_session_does_not_write_to_redis(logged_in, redis_server):
+    """Reads cost Redis one GET for the session (and the page's HGET); the idle timer is
+    written back only once the refresh interval has passed."""
+    server = redis.Redis.from_url(redis_server.url)
+    with time_machine.travel(time.time(), tick=False) as clock:
+        app, client = logged_in(REDIS_URL=redis_server.url)
+        assert client.get("/products").status_code == 200  # the page is cached from now on
+        server.config_resetstat()
+        for _ in range(5):
+            assert client.get("/me").status_code == 200
+            assert client.get("/products").status_code == 200
+        calls = {name: stats["calls"] for name, stats in server.info("commandstats").items()}
+        assert calls == {"cmdstat_get": 10, "cmdstat_hget": 5, "cmdstat_config|resetstat": 1}
+        clock.shift(120)  # well past the refresh interval, well within the idle timeout
         assert client.get("/me").status_code == 200
-        assert client.get("/products").status_code == 200
-    assert writes == []
-    clock.now += 120  # well past the refresh interval, well within the idle timeout
-    assert client.get("/me").status_code == 200
-    assert writes == ["set"]
+        assert server.info("commandstats")["cmdstat_set"]["calls"] == 1
+    app.extensions["redis"].close()

@@ -1,10 +1,15 @@
 """The catalogue page cache: hits skip the database, and every write is seen by the next read."""
 
+import pytest
+import redis
 from sqlalchemy import event
 
-from app.cache import cached_page, invalidate
+from app.access import InBranch
 from app.extensions import db
-from app.services import record_sale, top_products
+from app.redis.pages import cached_page, invalidate
+from app.sales.ranking import record_sale, top_products
+
+from .conftest import Store
 
 
 def products(client, query=""):
@@ -74,7 +79,7 @@ def test_a_sale_during_a_miss_keeps_the_old_page_out_of_the_cache(app, shop):
 
         assert cached_page(branch_id, 50, None, build_while_a_sale_commits) == b"page read before the sale"
         assert cached_page(branch_id, 50, None, lambda: b"fresh") == b"fresh"
-        assert top_products(branch_id, 10)[0]["units_sold"] == 2
+        assert top_products(InBranch(branch_id), 10)[0]["units_sold"] == 2
 
 
 def test_other_branches_are_cached_apart(shop, store):
@@ -86,37 +91,30 @@ def test_other_branches_are_cached_apart(shop, store):
     assert [p["name"] for p in products(shop["customer"])] == ["Coffee"]
 
 
-class RedisCalls:
-    """Counts what the app's Redis client is asked: single commands and pipelines."""
-
-    def __init__(self, app, monkeypatch):
-        self.commands, self.pipelines = [], 0
-        client = app.extensions["redis"]
-        execute_command, pipeline = client.execute_command, client.pipeline
-
-        def counted_command(*args, **options):
-            self.commands.append(args[0])
-            return execute_command(*args, **options)
-
-        def counted_pipeline(*args, **kwargs):
-            self.pipelines += 1
-            return pipeline(*args, **kwargs)
-
-        monkeypatch.setattr(client, "execute_command", counted_command)
-        monkeypatch.setattr(client, "pipeline", counted_pipeline)
-
-
 def sid(client):
     return client.get_cookie("session").value
 
 
-def test_a_read_gets_its_session_and_cached_page_in_one_round_trip(app, shop, monkeypatch):
-    customer = shop["customer"]
-    assert sid(customer).startswith(f"{shop['branch_id']}.")
+@pytest.mark.redis
+def test_a_read_gets_its_session_and_cached_page_in_one_round_trip(make_app, redis_server):
+    """Redis counts what reached it: the session's GET and the page's HGET, read in one go."""
+    app = make_app(REDIS_URL=redis_server.url)
+    store = Store(app, {"Authorization": f"Bearer {app.config['ADMIN_TOKEN']}"})
+    branch_id = store.tenant("acme")["branches"][0]["id"]
+    store.product(branch_id, "Coffee")
+    store.user("alice", branch_id)
+    customer = store.login("alice")
+    assert sid(customer).startswith(f"{branch_id}.")
     first = customer.get("/products?limit=5").data
-    calls = RedisCalls(app, monkeypatch)
+    server = redis.Redis.from_url(redis_server.url)
+    server.config_resetstat()
     assert customer.get("/products?limit=5").data == first
-    assert (calls.pipelines, calls.commands) == (1, [])
+    info = server.info("all")
+    calls = {name: stats["calls"] for name, stats in info.items() if name.startswith("cmdstat_")}
+    assert calls == {"cmdstat_get": 1, "cmdstat_hget": 1, "cmdstat_config|resetstat": 1}
+    # Read events on the server: one for the request, one for this INFO.
+    assert info["total_reads_processed"] == 2
+    app.extensions["redis"].close()
 
 
 def test_a_session_id_naming_another_branch_never_gets_its_pages(app, shop, store):

@@ -8,11 +8,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from app import create_app
-from app.extensions import db
-from config import TestingConfig
-
-from . import services
+from . import servers
 from .conftest import Store
 
 pytestmark = pytest.mark.redis
@@ -35,17 +31,13 @@ def test_compose_publishes_redis_on_loopback_only_and_commits_no_password():
     assert "--save 20 1" in text
 
 
-def test_app_logs_in_through_the_compose_redis_with_password(tmp_path):
+def test_app_logs_in_through_the_compose_redis_with_password(tmp_path, make_app):
     password = secrets.token_urlsafe(24)
-    server = services.RedisServer(tmp_path, args=compose_command(password), password=password).start()
+    server = servers.RedisServer(tmp_path, args=compose_command(password), password=password).start()
     try:
         with pytest.raises(redis.exceptions.AuthenticationError):
             redis.Redis(port=server.port).ping()
-        app = create_app(
-            TestingConfig({"DATABASE_URL": f"sqlite:///{tmp_path / 'store.db'}", "REDIS_URL": server.url})
-        )
-        with app.app_context():
-            db.create_all()
+        app = make_app(REDIS_URL=server.url)
         store = Store(app, {"Authorization": f"Bearer {app.config['ADMIN_TOKEN']}"})
         branch_id = store.tenant("acme")["branches"][0]["id"]
         store.user("alice", branch_id)

@@ -17,7 +17,7 @@ import pytest
 from app.extensions import db
 from app.models import Product, Purchase
 
-from . import services
+from . import servers
 from .http import HttpClient
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
@@ -28,16 +28,9 @@ CREDENTIALS = {"username": "buyer", "password": "password123"}
 
 
 @pytest.fixture
-def own_redis(tmp_path):
-    server = services.RedisServer(tmp_path).start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
 def shop(live_app, postgres_url, own_redis):
     """gunicorn on PostgreSQL and a redis-server this test may stall or kill."""
-    server = services.Gunicorn(postgres_url, own_redis.url).start()
+    server = servers.Gunicorn(postgres_url, own_redis.url).start()
     admin = HttpClient(server.port, server.admin_headers)
     branch_id = admin.request("POST", "/register_tenants", {"tenant_names": ["acme"]})[1]["tenants"][0][
         "branches"
@@ -190,7 +183,7 @@ def test_database_connections_terminated_mid_traffic(live_app, shop, postgres_ur
     name = postgres_url.rsplit("/", 1)[1]
 
     def faults():
-        with psycopg.connect(services.POSTGRES_ADMIN_URL, autocommit=True) as conn:
+        with psycopg.connect(servers.POSTGRES_ADMIN_URL, autocommit=True) as conn:
             for _ in range(6):
                 time.sleep(0.4)
                 conn.execute(

@@ -3,18 +3,21 @@
 import pytest
 
 from app import create_app
-from app.extensions import db
 from config import TestingConfig
 
-from . import services
+from . import servers
 
 
-def app_with(tmp_path, **env):
-    app = create_app(TestingConfig({"DATABASE_URL": f"sqlite:///{tmp_path / 'store.db'}", **env}))
-    app.config["PROPAGATE_EXCEPTIONS"] = False
-    with app.app_context():
-        db.create_all()
-    return app
+@pytest.fixture
+def app_with(make_app):
+    """An app that answers faults as served, rather than raising them into the test."""
+
+    def make(**env):
+        app = make_app(**env)
+        app.config["PROPAGATE_EXCEPTIONS"] = False
+        return app
+
+    return make
 
 
 def test_ready_when_redis_and_the_database_answer(client):
@@ -24,8 +27,8 @@ def test_ready_when_redis_and_the_database_answer(client):
 
 
 @pytest.mark.redis
-def test_ready_names_redis_when_it_is_down_and_health_stays_up(tmp_path):
-    app = app_with(tmp_path, REDIS_URL=f"redis://127.0.0.1:{services.free_port()}/0")
+def test_ready_names_redis_when_it_is_down_and_health_stays_up(app_with):
+    app = app_with(REDIS_URL=f"redis://127.0.0.1:{servers.free_port()}/0")
     client = app.test_client()
     client.set_cookie("session", "a-session-id-that-needs-redis-to-read")
     response = client.get("/health/ready")
@@ -39,8 +42,8 @@ def test_ready_names_redis_when_it_is_down_and_health_stays_up(tmp_path):
 
 
 @pytest.mark.postgres
-def test_ready_names_the_database_when_it_is_down(tmp_path):
-    unreachable = f"postgresql+psycopg://postgres@127.0.0.1:{services.free_port()}/store"
+def test_ready_names_the_database_when_it_is_down():
+    unreachable = f"postgresql+psycopg://postgres@127.0.0.1:{servers.free_port()}/store"
     broken = create_app(TestingConfig({"DATABASE_URL": unreachable}))
     broken.config["PROPAGATE_EXCEPTIONS"] = False
     response = broken.test_client().get("/health/ready")
@@ -50,8 +53,8 @@ def test_ready_names_the_database_when_it_is_down(tmp_path):
     assert login.status_code == 503 and login.headers["Retry-After"] == "1"
 
 
-def test_an_unexpected_error_is_a_json_500_without_a_trace(tmp_path):
-    app = app_with(tmp_path)
+def test_an_unexpected_error_is_a_json_500_without_a_trace(app_with):
+    app = app_with()
 
     @app.get("/boom")
     def boom():

@@ -1,19 +1,24 @@
 """The store on the real PostgreSQL and Redis of this machine."""
 
 import logging
+import os
 import re
+import signal
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 import psycopg
 import pytest
+import redis
 from werkzeug.security import check_password_hash
 
-from app import services as app_services
+from app import create_app
 from app.extensions import db
 from app.models import Product, Purchase, User
+from config import TestingConfig
 
-from . import services
+from . import servers
+from .conftest import Store
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
 
@@ -23,9 +28,9 @@ def session_cookie(client) -> str | None:
     return cookie.value if cookie else None
 
 
-def redis_connections_out(live_app) -> set:
-    """The app's Redis connections taken from the pool and not returned."""
-    return live_app.extensions["redis"].connection_pool._in_use_connections
+def connections_to(server: redis.Redis) -> int:
+    """Clients connected to the Redis server, this one left out: a leak makes it grow."""
+    return server.info("clients")["connected_clients"] - 1
 
 
 def alice_with_tea(live_store, price=1):
@@ -99,89 +104,136 @@ def test_sales_are_counted_after_redis_forgets_its_scripts(live_app, live_store)
     assert client.get("/stats/top-products").json["products"][0]["units_sold"] == 2
 
 
-def test_a_request_reads_its_session_with_the_one_get_sent_as_it_arrives(live_app, live_store, monkeypatch):
-    """The session's GET goes out before Flask builds the request, not through the client's
-    command path when the session opens; still one command, and its connection returned."""
-    client, _ = alice_with_tea(live_store)
-    redis = live_app.extensions["redis"]
-    late_gets = []
-    execute_command = redis.execute_command
-
-    def counted(*args, **options):
-        if args[0] == "GET":
-            late_gets.append(args)
-        return execute_command(*args, **options)
-
-    monkeypatch.setattr(redis, "execute_command", counted)
-    redis.config_resetstat()
+def test_a_read_costs_the_session_one_get_and_keeps_no_connection(live_app, live_store, redis_server):
+    client, product = alice_with_tea(live_store)
+    server = redis.Redis.from_url(redis_server.url)
+    server.config_resetstat()
     assert client.get("/me").json["username"] == "alice"
-    assert redis.info("commandstats")["cmdstat_get"]["calls"] == 1 and not late_gets
-    assert not redis_connections_out(live_app)
+    calls = {name: stats["calls"] for name, stats in server.info("commandstats").items()}
+    assert calls == {"cmdstat_get": 1, "cmdstat_config|resetstat": 1}
     stranger = live_app.test_client()
     stranger.set_cookie("session", "never-issued")
-    assert stranger.get("/me").status_code == 401
-    assert not redis_connections_out(live_app)
+    before = connections_to(server)
+    for _ in range(20):
+        assert client.get("/me").status_code == 200
+        assert client.get("/products").status_code == 200
+        assert stranger.get("/me").status_code == 401
+    assert connections_to(server) <= before
 
 
-def test_a_session_read_early_but_never_opened_returns_its_connection(live_app, live_store, monkeypatch):
+def test_reads_sent_ahead_but_never_used_keep_no_connection(live_app, live_store, redis_server):
+    """A session id naming another branch has that branch's page read along with it; the read
+    is never used, and its reply is still read and its connection returned."""
     client, _ = alice_with_tea(live_store)
-    interface = live_app.session_interface
-    monkeypatch.setattr(interface, "open_session", lambda app, request: interface.make_null_session(app))
-    assert client.get("/me").status_code == 401
-    assert not redis_connections_out(live_app)
+    own = client.get("/products").json
+    other = live_store.tenant("globex")["branches"][0]["id"]
+    real = session_cookie(client)
+    forged = f"{other}.{real.partition('.')[2]}"
+    server = redis.Redis.from_url(redis_server.url)
+    server.rename(f"session:{real}", f"session:{forged}")
+    client.set_cookie("session", forged)
+    assert client.get("/products").json == own
+    before = connections_to(server)
+    for _ in range(20):
+        assert client.get("/products").json == own
+    assert connections_to(server) <= before
 
 
-def test_while_redis_is_known_down_requests_take_no_connection(live_app, live_store, monkeypatch):
-    """Once the breaker is open, the session's early read refuses at once, as every other call
-    does, rather than connecting to a Redis that may hang."""
-    client, product = alice_with_tea(live_store)
-    redis = live_app.extensions["redis"]
-    taken = []
-    get_connection = redis.connection_pool.get_connection
+@pytest.fixture
+def store_on(live_app, live_store):
+    """A Store for the live database served with another Redis URL (a server the test owns)."""
+    apps = []
 
-    def counted_get_connection(*args, **kwargs):
-        taken.append(args)
-        return get_connection(*args, **kwargs)
+    def make(redis_url: str) -> Store:
+        database_url = live_app.config["SQLALCHEMY_DATABASE_URI"]
+        app = create_app(TestingConfig({"DATABASE_URL": database_url, "REDIS_URL": redis_url}))
+        # Faults answer as served, not raised into the test.
+        app.config["PROPAGATE_EXCEPTIONS"] = False
+        apps.append(app)
+        return Store(app, live_store.admin)
 
-    monkeypatch.setattr(redis.connection_pool, "get_connection", counted_get_connection)
-    monkeypatch.setitem(live_app.config, "PROPAGATE_EXCEPTIONS", False)
-    redis.breaker.open_until = time.monotonic() + 60
-    assert client.get("/me").status_code == 503
-    assert client.post("/purchase", json={"product_id": product["id"], "quantity": 1}).status_code == 503
-    assert not taken
+    yield make
+    for app in apps:
+        with app.app_context():
+            db.engine.dispose()
+        app.extensions["redis"].close()
 
 
-def test_a_sale_is_recorded_in_redis_before_its_answer_leaves(live_app, live_store):
-    """The sale's Redis script is read back within the request: its connection returns to the
-    pool, and the buyer's next reads see the sale."""
+@pytest.mark.timing
+def test_while_redis_is_known_down_requests_answer_at_once(store_on, tmp_path):
+    """Once a call has timed out, the session's read sent as a request arrives is refused at
+    once, as every other call is, rather than waiting out another timeout."""
+    own = servers.RedisServer(tmp_path).start()
+    try:
+        store = store_on(own.url)
+        client, product = alice_with_tea(store)
+        os.kill(own.process.pid, signal.SIGSTOP)
+        try:
+            assert client.get("/me").status_code == 503  # waits out one timeout
+            started = time.monotonic()
+            assert client.get("/me").status_code == 503
+            body = {"product_id": product["id"], "quantity": 1}
+            assert client.post("/purchase", json=body).status_code == 503
+            elapsed = time.monotonic() - started
+        finally:
+            os.kill(own.process.pid, signal.SIGCONT)
+        # Each would take the 0.2 s timeout if it tried Redis.
+        assert elapsed < store.app.config["REDIS_SOCKET_TIMEOUT"]
+    finally:
+        own.stop()
+
+
+def test_a_sale_is_recorded_in_redis_before_its_answer_leaves(live_app, live_store, redis_server):
+    """The sale's Redis script is read back within the request: the buyer's next reads see the
+    sale, and no connection is left behind."""
     client, product = alice_with_tea(live_store)
     body = {"product_id": product["id"], "quantity": 1}
+    server = redis.Redis.from_url(redis_server.url)
+    assert client.get("/products").status_code == 200
+    before = connections_to(server)
     for sold in (1, 2, 3):
         assert client.post("/purchase", json=body).status_code == 201
-        assert not redis_connections_out(live_app)
         assert client.get("/products").json["products"][0]["stock"] == 5 - sold
         assert client.get("/stats/top-products").json["products"][0]["units_sold"] == sold
+    assert connections_to(server) <= before
 
 
-def test_a_sale_whose_redis_reply_is_lost_still_stands(live_app, live_store, monkeypatch, caplog):
-    """Redis dropping the connection after the script was sent: the sale is committed and
-    answered, the miss is logged for rebuild-top-products, and the connection is returned."""
+def test_a_sale_whose_redis_script_fails_still_stands(live_app, live_store, redis_server, caplog):
+    """The ranking's key holding the wrong type makes the script fail in Redis: the sale is
+    committed and answered, and the miss is logged for rebuild-top-products."""
     client, product = alice_with_tea(live_store)
-    send = app_services.send
-
-    def send_then_lose_the_connection(*args):
-        sent = send(*args)
-        sent.connection.disconnect()
-        return sent
-
-    monkeypatch.setattr(app_services, "send", send_then_lose_the_connection)
-    with caplog.at_level(logging.WARNING, logger="app.services"):
+    branch_id = client.get("/me").json["branch_id"]
+    redis.Redis.from_url(redis_server.url).set(f"top-products:{branch_id}", "not a ranking")
+    with caplog.at_level(logging.WARNING, logger="app.sales.ranking"):
         response = client.post("/purchase", json={"product_id": product["id"], "quantity": 2})
     assert response.status_code == 201
     assert "not counted in Redis" in caplog.text
-    assert not redis_connections_out(live_app)
+    assert client.get("/products").json["products"][0]["stock"] == 3
     with live_app.app_context():
         assert db.session.get(Product, product["id"]).stock == 3
+
+
+def test_a_sale_whose_redis_reply_is_lost_still_stands(store_on, redis_server, caplog):
+    """The connection to Redis dropped once the script is on its way: the sale is committed and
+    answered, the miss is logged, and the service goes on by itself."""
+    proxy = servers.CuttingProxy(redis_server.port)
+    try:
+        store = store_on(proxy.url)
+        client, product = alice_with_tea(store)
+        proxy.cut_after = b"ZINCRBY"
+        with caplog.at_level(logging.WARNING, logger="app.sales.ranking"):
+            response = client.post("/purchase", json={"product_id": product["id"], "quantity": 2})
+        assert proxy.cuts == 1
+        assert response.status_code == 201
+        assert "not counted in Redis" in caplog.text
+        deadline = time.monotonic() + 5
+        while client.get("/me").status_code != 200:
+            assert time.monotonic() < deadline, "the service did not recover"
+            time.sleep(0.1)
+        with store.app.app_context():
+            assert db.session.get(Product, product["id"]).stock == 3
+    finally:
+        proxy.close()
 
 
 def test_connections_killed_while_idle_are_replaced_before_use(live_app, live_store, postgres_url):
@@ -192,7 +244,7 @@ def test_connections_killed_while_idle_are_replaced_before_use(live_app, live_st
     assert client.post("/purchase", json=body).status_code == 201
     assert client.get("/products").status_code == 200
     name = postgres_url.rsplit("/", 1)[1]
-    with psycopg.connect(services.POSTGRES_ADMIN_URL, autocommit=True) as admin:
+    with psycopg.connect(servers.POSTGRES_ADMIN_URL, autocommit=True) as admin:
         killed = admin.execute(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,)
         ).fetchall()
@@ -243,3 +295,25 @@ def test_a_sale_cut_off_mid_call_is_a_503_and_changes_nothing(live_app, live_sto
     assert retry.status_code == 201 and "Idempotent-Replayed" not in retry.headers
     with live_app.app_context():
         assert db.session.get(Product, product["id"]).stock == 4
+
+
+def test_a_username_taken_by_a_concurrent_registration_is_a_409(live_app, live_store, postgres_url):
+    """The unique index, not only the check before it, decides: a lost race is a 409, not a 500."""
+    branch_id = live_store.tenant("acme")["branches"][0]["id"]
+    url = postgres_url.replace("postgresql+psycopg://", "postgresql://", 1)
+    body = {"username": "ALICE", "password": "password123", "branch_id": branch_id}
+    with psycopg.connect(url) as other:
+        # Not yet committed: the registration's check cannot see it; its insert waits on the index.
+        other.execute(
+            "INSERT INTO users (username, password_hash, role, branch_id, created_at)"
+            " VALUES ('alice', 'x', 'customer', %s, now())",
+            (branch_id,),
+        )
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            registering = pool.submit(live_app.test_client().post, "/register_user", json=body)
+            servers.wait_for_lock_wait(postgres_url, "INSERT INTO users%")
+            other.commit()
+            response = registering.result(timeout=10)
+    assert response.status_code == 409 and response.json == {"error": "Username taken"}
+    with live_app.app_context():
+        assert db.session.query(User).count() == 1

@@ -9,12 +9,10 @@ import time
 import pytest
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from app import accounts, create_app
+from app import accounts
 from app.extensions import db
 from app.models import User
-from config import Config, TestingConfig
-
-from . import services
+from config import Config
 
 
 def fail_login(client, username, address="198.51.100.1"):
@@ -59,13 +57,9 @@ def test_successful_logins_are_not_counted(limited, store):
         store.login("alice")
 
 
-def test_client_address_comes_from_the_proxy_when_configured(tmp_path):
-    app = create_app(
-        TestingConfig({"DATABASE_URL": f"sqlite:///{tmp_path / 'store.db'}", "TRUSTED_PROXY_COUNT": "1"})
-    )
+def test_client_address_comes_from_the_proxy_when_configured(make_app):
+    app = make_app(TRUSTED_PROXY_COUNT="1")
     app.config.update(LOGIN_LIMIT_PER_ADDRESS="2 per minute")
-    with app.app_context():
-        db.create_all()
     client = app.test_client()
 
     def attempt(forwarded_for):
@@ -80,26 +74,18 @@ def test_client_address_comes_from_the_proxy_when_configured(tmp_path):
 
 
 @pytest.mark.redis
-def test_limits_hold_while_redis_is_down(tmp_path):
-    server = services.RedisServer(tmp_path).start()
-    try:
-        app = create_app(
-            TestingConfig({"DATABASE_URL": f"sqlite:///{tmp_path / 'store.db'}", "REDIS_URL": server.url})
-        )
-        app.config.update(LOGIN_LIMIT_PER_USERNAME="3 per minute", LOGIN_LIMIT_PER_ADDRESS="5 per minute")
-        with app.app_context():
-            db.create_all()
-        client = app.test_client()
-        assert fail_login(client, "alice").status_code == 401
-        server.stop()
-        # Per username, from new addresses; then per address, with new usernames.
-        by_username = [fail_login(client, "alice", f"203.0.113.{n}").status_code for n in range(4)]
-        by_address = [fail_login(client, f"user{n}", "198.51.100.7").status_code for n in range(6)]
-        assert by_username == [401, 401, 401, 429]
-        assert by_address == [401] * 5 + [429]
-        app.extensions["redis"].close()
-    finally:
-        server.stop()
+def test_limits_hold_while_redis_is_down(make_app, own_redis):
+    app = make_app(REDIS_URL=own_redis.url)
+    app.config.update(LOGIN_LIMIT_PER_USERNAME="3 per minute", LOGIN_LIMIT_PER_ADDRESS="5 per minute")
+    client = app.test_client()
+    assert fail_login(client, "alice").status_code == 401
+    own_redis.stop()
+    # Per username, from new addresses; then per address, with new usernames.
+    by_username = [fail_login(client, "alice", f"203.0.113.{n}").status_code for n in range(4)]
+    by_address = [fail_login(client, f"user{n}", "198.51.100.7").status_code for n in range(6)]
+    assert by_username == [401, 401, 401, 429]
+    assert by_address == [401] * 5 + [429]
+    app.extensions["redis"].close()
 
 
 # Each try hashes once per username; enough tries that the medians settle on a noisy machine.
@@ -151,26 +137,18 @@ def test_an_older_hash_is_upgraded_at_the_next_successful_login(app, store):
 
 
 @pytest.mark.redis
-def test_a_login_that_finds_redis_stalled_is_a_503_without_hashing(tmp_path, monkeypatch):
-    server = services.RedisServer(tmp_path).start()
+def test_a_login_that_finds_redis_stalled_is_a_503_without_hashing(make_app, own_redis, monkeypatch):
+    app = make_app(REDIS_URL=own_redis.url)
+    hashed = []
+    monkeypatch.setattr(accounts, "verify_password", lambda *args: hashed.append(args) or False)
+    client = app.test_client()
+    assert fail_login(client, "alice").status_code == 401 and len(hashed) == 1
+    os.kill(own_redis.process.pid, signal.SIGSTOP)
     try:
-        app = create_app(
-            TestingConfig({"DATABASE_URL": f"sqlite:///{tmp_path / 'store.db'}", "REDIS_URL": server.url})
-        )
-        with app.app_context():
-            db.create_all()
-        hashed = []
-        monkeypatch.setattr(accounts, "verify_password", lambda *args: hashed.append(args) or False)
-        client = app.test_client()
-        assert fail_login(client, "alice").status_code == 401 and len(hashed) == 1
-        os.kill(server.process.pid, signal.SIGSTOP)
-        try:
-            # No cookie, so the session costs no Redis call: the limit check is the first.
-            response = fail_login(client, "alice", "203.0.113.9")
-        finally:
-            os.kill(server.process.pid, signal.SIGCONT)
-        assert response.status_code == 503 and response.headers["Retry-After"] == "1"
-        assert len(hashed) == 1
-        app.extensions["redis"].close()
+        # No cookie, so the session costs no Redis call: the throttle's check is the first.
+        response = fail_login(client, "alice", "203.0.113.9")
     finally:
-        server.stop()
+        os.kill(own_redis.process.pid, signal.SIGCONT)
+    assert response.status_code == 503 and response.headers["Retry-After"] == "1"
+    assert len(hashed) == 1
+    app.extensions["redis"].close()

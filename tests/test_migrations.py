@@ -6,10 +6,9 @@ from sqlalchemy import inspect, text
 
 from app import create_app
 from app.extensions import db
-from app.services import SALES_ENGINE
 from config import TestingConfig
 
-from . import services
+from . import servers
 
 pytestmark = pytest.mark.postgres
 
@@ -17,7 +16,7 @@ TABLES = {"tenants", "branches", "users", "products", "purchases", "idempotency_
 
 
 def test_migrations_go_down_to_nothing_and_up_again():
-    url = services.create_database()
+    url = servers.create_database()
     try:
         app = create_app(TestingConfig({"DATABASE_URL": url}))
         with app.app_context():
@@ -38,6 +37,57 @@ def test_migrations_go_down_to_nothing_and_up_again():
             assert state() == (TABLES, 1)
             db.session.remove()
             db.engine.dispose()
-            app.extensions[SALES_ENGINE].dispose()
     finally:
-        services.drop_database(url)
+        servers.drop_database(url)
+
+
+SEED = """
+INSERT INTO tenants (id, name, created_at) VALUES (1, 'acme', now());
+INSERT INTO branches (id, tenant_id, name, created_at) VALUES (1, 1, 'main', now());
+INSERT INTO users (id, username, password_hash, role, branch_id, created_at)
+     VALUES (1, 'alice', 'x', 'customer', 1, now());
+INSERT INTO products (id, branch_id, name, price_cents, stock, created_at, updated_at)
+     VALUES (1, 1, 'Tea', 150, 5, now(), now());
+"""
+# Sold, refused for stock, refused for a product that does not exist: each under its own key.
+SALES = {"sold": (1, 2), "out_of_stock": (1, 50), "not_found": (99, 1)}
+
+
+def sell(key: str) -> tuple:
+    product_id, quantity = SALES[key]
+    row = db.session.execute(
+        text("SELECT * FROM store_purchase(1, 1, 1, :product, :quantity, :key, 'hash')"),
+        {"product": product_id, "quantity": quantity, "key": key},
+    ).one()
+    db.session.commit()
+    return tuple(row)
+
+
+def test_kept_answers_survive_the_outcome_migration_both_ways():
+    """Keys kept with HTTP statuses before revision a41c7e93d0b5 replay after it, and back."""
+    url = servers.create_database()
+    try:
+        app = create_app(TestingConfig({"DATABASE_URL": url}))
+        with app.app_context():
+            flask_migrate.upgrade(revision="5f3a9c1e7b20")
+            db.session.execute(text(SEED))
+            db.session.commit()
+            first = {key: sell(key) for key in SALES}
+            assert [row[1] for row in first.values()] == [201, 409, 404]
+
+            flask_migrate.upgrade()
+            kept = db.session.execute(text("SELECT key, outcome FROM idempotency_keys ORDER BY id")).all()
+            assert [tuple(row) for row in kept] == [(key, key) for key in SALES]
+            for key in SALES:
+                outcome, replayed, purchase_id, *_ = sell(key)
+                assert (outcome, replayed, purchase_id) == (key, True, first[key][3])
+
+            flask_migrate.downgrade(revision="5f3a9c1e7b20")
+            # The old function's columns: outcome, status_code, error, purchase_id, ...
+            replays = [sell(key) for key in SALES]
+            assert [row[0] for row in replays] == ["replayed"] * 3
+            assert [row[1:4] for row in replays] == [row[1:4] for row in first.values()]
+            db.session.remove()
+            db.engine.dispose()
+    finally:
+        servers.drop_database(url)

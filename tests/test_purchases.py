@@ -1,11 +1,17 @@
 """Buying: stock, snapshots, history and best sellers."""
 
+import sqlite3
+import time
 from concurrent.futures import ThreadPoolExecutor
+from decimal import Decimal
 
+import psycopg
 import pytest
 
 from app.extensions import db
 from app.models import Purchase
+
+from . import servers
 
 
 @pytest.fixture
@@ -122,3 +128,48 @@ def test_rebuild_top_products_recounts_from_database(app, shop, runner):
     result = runner.invoke(args=["rebuild-top-products"])
     assert result.exit_code == 0, result.output
     assert customer.get("/stats/top-products").json["products"][0]["units_sold"] == 4
+
+
+class PriceChangeInFlight:
+    """Another connection changes a product's price and holds its write lock until `commit`."""
+
+    def __init__(self, app, product_id: int, cents: int):
+        self.url = app.config["SQLALCHEMY_DATABASE_URI"]
+        update = "UPDATE products SET price_cents = %s WHERE id = %s"
+        if self.url.startswith("sqlite"):
+            self.connection = sqlite3.connect(self.url.removeprefix("sqlite:///"), isolation_level=None)
+            self.connection.execute("BEGIN IMMEDIATE")
+            self.connection.execute(update.replace("%s", "?"), (cents, product_id))
+        else:
+            self.connection = psycopg.connect(self.url.replace("+psycopg", "", 1))
+            self.connection.execute(update, (cents, product_id))
+
+    def wait_for_a_sale_to_queue(self) -> None:
+        if self.url.startswith("sqlite"):
+            # SQLite shows no waiters; the sale reaches its write well within this.
+            time.sleep(0.5)
+            return
+        servers.wait_for_lock_wait(self.url, "%store_purchase%")
+
+    def commit(self) -> None:
+        if isinstance(self.connection, sqlite3.Connection):
+            self.connection.execute("COMMIT")
+        else:
+            self.connection.commit()
+        self.connection.close()
+
+
+def test_a_sale_records_the_price_committed_while_it_waited_for_the_stock(app, shop):
+    """No earlier read of the product is trusted: the price is read where the stock is taken."""
+    customer, product_id = shop["customer"], shop["product"]["id"]
+    change = PriceChangeInFlight(app, product_id, 999)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        buying = pool.submit(customer.post, "/purchase", json={"product_id": product_id, "quantity": 2})
+        change.wait_for_a_sale_to_queue()
+        change.commit()
+        response = buying.result(timeout=10)
+    assert response.status_code == 201
+    assert (response.json["unit_price"], response.json["total"]) == (9.99, 19.98)
+    with app.app_context():
+        assert [(p.unit_price, p.quantity) for p in db.session.query(Purchase)] == [(Decimal("9.99"), 2)]
+    assert customer.get(f"/products/{product_id}").json["stock"] == 8

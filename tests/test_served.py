@@ -4,7 +4,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from . import services
+from . import servers
 from .http import HttpClient
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
@@ -12,7 +12,7 @@ pytestmark = [pytest.mark.postgres, pytest.mark.redis]
 
 @pytest.fixture
 def served(live_app, postgres_url, redis_server):
-    server = services.Gunicorn(postgres_url, redis_server.url).start()
+    server = servers.Gunicorn(postgres_url, redis_server.url).start()
     yield server.port, server.admin_headers
     server.stop()
 

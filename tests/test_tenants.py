@@ -2,9 +2,8 @@
 
 import pytest
 
-from app import accounts
 from app.extensions import db
-from app.models import Branch, Tenant, User
+from app.models import Branch, Tenant
 
 
 def register(client, names, headers):
@@ -112,16 +111,3 @@ def test_logged_in_manager_is_not_an_administrator(shop):
     assert manager.post("/register_tenants", json={"tenant_names": ["evil"]}).status_code == 403
     response = manager.post("/branches", json={"tenant_id": shop["tenant_id"], "name": "annex"})
     assert response.status_code == 403
-
-
-def test_a_name_taken_by_a_concurrent_request_is_a_409_not_a_500(app, client, admin, store, monkeypatch):
-    """The unique index, not only the check before it, decides: a lost race is a 409."""
-    branch_id = store.tenant("acme")["branches"][0]["id"]
-    store.user("alice", branch_id)
-    monkeypatch.setattr(accounts, "find_user", lambda username: None)  # the check saw nothing yet
-    response = client.post(
-        "/register_user", json={"username": "ALICE", "password": "password123", "branch_id": branch_id}
-    )
-    assert response.status_code == 409 and response.json == {"error": "Username taken"}
-    with app.app_context():
-        assert db.session.query(User).count() == 1

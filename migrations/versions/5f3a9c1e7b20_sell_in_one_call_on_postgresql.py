@@ -5,8 +5,8 @@ Revises: d8d05eb958ca
 Create Date: 2026-11-26 04:00:00.000000
 
 A purchase is the store's busiest write. As one function it costs one round trip and
-one transaction instead of a statement per step; app/services.py runs the same steps
-as separate statements on SQLite, and the purchase tests run against both.
+one transaction instead of a statement per step. Replaced by revision a41c7e93d0b5,
+which says what happened to a sale instead of how to answer it.
 
 """
 from alembic import op

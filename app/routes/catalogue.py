@@ -6,20 +6,21 @@ from apiflask import APIBlueprint, Schema, abort, fields
 from flask import current_app
 from marshmallow import ValidationError, validates_schema
 
-from .access import current_identity, get_branch, get_product, is_admin, live_products, login_required
-from .cache import cached_page, invalidate, page_address
-from .extensions import db
-from .models import Product, now_utc
-from .schemas import (
-    JsonParser,
-    PageQuery,
-    QueryParser,
-    id_field,
-    name_field,
-    page_of,
-    price_field,
-    stock_field,
+from ..access import (
+    EVERYWHERE,
+    InBranch,
+    current_identity,
+    get_branch,
+    get_product,
+    is_admin,
+    live_products,
+    login_required,
 )
+from ..extensions import db
+from ..models import Product, now_utc
+from ..parsing import JsonParser, QueryParser
+from ..redis.pages import cached_page, invalidate, page_read
+from ..schemas import PageQuery, id_field, name_field, page_of, price_field, stock_field
 
 bp = APIBlueprint("catalogue", __name__, tag="Catalogue")
 PAGE_QUERY = QueryParser(PageQuery)
@@ -58,7 +59,7 @@ class ProductPatchIn(Schema):
 def catalogue_editor(view):
     """Let managers edit their own branch and the administrator any branch.
 
-    The view receives the branch it may edit, or None for the administrator.
+    The view receives the scope it may edit: the manager's branch, or EVERYWHERE.
     """
 
     @wraps(view)
@@ -67,21 +68,21 @@ def catalogue_editor(view):
         if identity is not None:
             if not identity.is_manager:
                 abort(403, "Only a manager or the administrator may change the catalogue")
-            return view(identity.branch_id, *args, **kwargs)
+            return view(identity.scope, *args, **kwargs)
         if is_admin():
-            return view(None, *args, **kwargs)
+            return view(EVERYWHERE, *args, **kwargs)
         abort(401, "User not logged in")
 
     return wrapper
 
 
-def page_to_prefetch(branch_id: int) -> tuple[str, str] | None:
-    """For GET /products, where its page is cached: read along with the session."""
-    try:
-        query = PAGE_QUERY.parse()
-    except ValidationError:
-        return None  # the view answers 422
-    return page_address(branch_id, query["limit"], query["cursor"])
+def page_read_with_session(environ: dict, branch_id: int) -> tuple | None:
+    """For GET /products: the cached page's read, sent with the session's (app.redis.pending).
+
+    Only for a query string this process has parsed already; the view parses the others.
+    """
+    query = PAGE_QUERY.known(environ.get("QUERY_STRING", "").encode("latin-1"))
+    return None if query is None else page_read(branch_id, query["limit"], query["cursor"])
 
 
 @bp.get("/products")
@@ -94,7 +95,7 @@ def list_products(identity, query_data):
     limit, after = query_data["limit"], query_data["cursor"]
 
     def build() -> bytes:
-        query = live_products(identity.branch_id).order_by(Product.id).limit(limit + 1)
+        query = live_products(identity.scope).order_by(Product.id).limit(limit + 1)
         if after is not None:
             query = query.where(Product.id > after)
         products, next_cursor = page_of(db.session.scalars(query).all(), limit)
@@ -102,6 +103,8 @@ def list_products(identity, query_data):
         # Byte for byte what every other route answers: compact, with a final newline.
         return current_app.json.response(page).get_data()
 
+    # Served as cached, bytes and all: a dump through ProductPageOut per read would cost more
+    # than the read itself.
     page = cached_page(identity.branch_id, limit, after, build)
     return current_app.response_class(page, mimetype="application/json")
 
@@ -112,7 +115,7 @@ def list_products(identity, query_data):
 @bp.doc(responses={401: "User not logged in", 404: "Product not found"})
 def get_one(identity, product_id):
     """One product of the session's branch."""
-    return get_product(product_id, identity.branch_id)
+    return get_product(product_id, identity.scope)
 
 
 @bp.post("/products")
@@ -120,15 +123,17 @@ def get_one(identity, product_id):
 @JsonParser(ProductIn).input(bp)
 @bp.output(ProductOut, status_code=201)
 @bp.doc(responses={401: "Not logged in", 403: "Not a manager of this branch", 404: "Branch not found"})
-def create_product(branch_id, json_data):
+def create_product(scope, json_data):
     """Add a product to the manager's branch, or to any branch for the administrator."""
     wanted = json_data.pop("branch_id", None)
-    if branch_id is None:
-        if wanted is None:
-            abort(422, "Validation error", {"branch_id": ["Required for the administrator."]})
+    if isinstance(scope, InBranch):
+        if wanted not in (None, scope.branch_id):
+            abort(403, "Managers add products to their own branch only")
+        branch_id = scope.branch_id
+    elif wanted is None:
+        abort(422, "Validation error", {"branch_id": ["Required for the administrator."]})
+    else:
         branch_id = get_branch(wanted).id
-    elif wanted not in (None, branch_id):
-        abort(403, "Managers add products to their own branch only")
     product = Product(branch_id=branch_id, **json_data)
     db.session.add(product)
     db.session.commit()
@@ -141,9 +146,9 @@ def create_product(branch_id, json_data):
 @JsonParser(ProductPatchIn).input(bp)
 @bp.output(ProductOut)
 @bp.doc(responses={401: "Not logged in", 403: "Not a manager", 404: "Product not found"})
-def update_product(branch_id, product_id, json_data):
+def update_product(scope, product_id, json_data):
     """Change a product's name, price or stock."""
-    product = get_product(product_id, branch_id)
+    product = get_product(product_id, scope)
     for field, value in json_data.items():
         setattr(product, field, value)
     db.session.commit()
@@ -155,9 +160,9 @@ def update_product(branch_id, product_id, json_data):
 @catalogue_editor
 @bp.output({}, status_code=204)
 @bp.doc(responses={401: "Not logged in", 403: "Not a manager", 404: "Product not found"})
-def delete_product(branch_id, product_id):
+def delete_product(scope, product_id):
     """Take a product off sale; past purchases keep their snapshot."""
-    product = get_product(product_id, branch_id)
+    product = get_product(product_id, scope)
     product.deleted_at = now_utc()
     db.session.commit()
     invalidate(product.branch_id)

@@ -1,5 +1,6 @@
 """Real PostgreSQL databases and redis-server processes that a test run owns."""
 
+import contextlib
 import os
 import secrets
 import shlex
@@ -7,6 +8,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -144,3 +146,64 @@ class Gunicorn:
         finally:
             self.process.kill()
             self.log.close()
+
+
+class CuttingProxy:
+    """A TCP proxy in front of a server that can drop a connection as a chosen command passes.
+
+    For faults a real network makes: the command reaches the server, its reply never comes back.
+    """
+
+    def __init__(self, target_port: int):
+        self.target_port = target_port
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.cut_after: bytes | None = None
+        self.cuts = 0
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            server = socket.create_connection(("127.0.0.1", self.target_port))
+            threading.Thread(target=self._pipe, args=(client, server, True), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(server, client, False), daemon=True).start()
+
+    def _pipe(self, source, sink, from_client: bool) -> None:
+        try:
+            while data := source.recv(65536):
+                if from_client and self.cut_after and self.cut_after in data:
+                    self.cut_after = None
+                    self.cuts += 1
+                    # The client's end goes first, so no reply can reach it; the server runs it.
+                    source.shutdown(socket.SHUT_RDWR)
+                    sink.sendall(data)
+                    break
+                sink.sendall(data)
+        except OSError:
+            pass
+        for end in (source, sink):
+            with contextlib.suppress(OSError):
+                end.shutdown(socket.SHUT_RDWR)
+            end.close()
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+def wait_for_lock_wait(database_url: str, query_like: str, timeout: float = 10) -> None:
+    """Return once a statement matching `query_like` waits for a lock in that database."""
+    url = database_url.replace("postgresql+psycopg://", "postgresql://", 1)
+    with psycopg.connect(url, autocommit=True) as watcher:
+        deadline = time.monotonic() + timeout
+        query = "SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE %s"
+        while not watcher.execute(query, (query_like,)).fetchall():
+            assert time.monotonic() < deadline, f"no statement like {query_like!r} waited for a lock"
+            time.sleep(0.02)

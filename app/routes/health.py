@@ -4,8 +4,8 @@ from apiflask import APIBlueprint, Schema, fields
 from flask import jsonify
 from sqlalchemy import text
 
-from .errors import OUTAGES, RETRY_AFTER
-from .extensions import db, redis_client
+from ..errors import OUTAGES, RETRY_AFTER
+from ..extensions import db, redis_client
 
 bp = APIBlueprint("health", __name__, tag="Health")
 

@@ -12,7 +12,7 @@ FILES = ("swagger-ui.css", "swagger-ui-bundle.js", "swagger-ui-standalone-preset
 bp = Blueprint("docs_assets", __name__)
 
 # What every route with a JSON body may answer before its own validation runs (see
-# schemas.require_json_body and MAX_CONTENT_LENGTH).
+# app.parsing.JsonParser and MAX_CONTENT_LENGTH).
 BODY_ERRORS = {
     "400": "Malformed JSON body",
     "413": "Body larger than 1 MiB",
@@ -22,7 +22,7 @@ SCHEMAS = "#/components/schemas/"
 ERROR_SCHEMA_REF = f"{SCHEMAS}HTTPError"
 # Rules of whole bodies that apispec cannot render from a marshmallow schema.
 BODY_RULES = {
-    # catalogue.ProductPatchIn.not_empty: a PATCH changes at least one field.
+    # app.routes.catalogue.ProductPatchIn.not_empty: a PATCH changes at least one field.
     "ProductPatchIn": {"minProperties": 1},
 }
 

@@ -2,17 +2,26 @@
 
 from apiflask import APIBlueprint, Schema, abort, fields, validators
 from flask import current_app
-from sqlalchemy import select
 
-from .access import Identity, login_required
-from .extensions import db
-from .models import Purchase
-from .schemas import HeaderParser, JsonParser, PageQuery, QueryParser, id_field, page_of
-from .services import KeyInFlight, KeyReused, purchase, top_products
+from ..access import Identity, login_required, purchases
+from ..extensions import db
+from ..models import Purchase
+from ..parsing import HeaderParser, JsonParser, QueryParser
+from ..sales import Outcome, SaleResult, sell
+from ..sales.ranking import top_products
+from ..schemas import PageQuery, id_field, page_of
 
 bp = APIBlueprint("purchases", __name__, tag="Purchases")
 
 MAX_QUANTITY = 1000
+
+# How each outcome of a sale is answered; a sale says what happened, this says it in HTTP.
+REFUSALS = {
+    Outcome.OUT_OF_STOCK: (409, "Insufficient stock"),
+    Outcome.NOT_FOUND: (404, "Product not found"),
+    Outcome.KEY_REUSED: (422, "Idempotency-Key already used with a different request body"),
+    Outcome.IN_FLIGHT: (409, "A request with this Idempotency-Key is still in progress"),
+}
 
 
 class PurchaseIn(Schema):
@@ -69,6 +78,20 @@ class TopProductsOut(Schema):
     products = fields.List(fields.Nested(TopProductOut))
 
 
+def answer(result: SaleResult):
+    """The HTTP answer to a sale's result."""
+    headers = {"Idempotent-Replayed": "true"} if result.replayed else {}
+    if result.outcome is not Outcome.SOLD:
+        status, message = REFUSALS[result.outcome]
+        abort(status, message, headers=headers)
+    # The receipt is already in PurchaseCreatedOut's shape: answered as JSON directly rather
+    # than dumped through the schema again on the store's busiest write.
+    response = current_app.json.response({"message": "Purchase created", **result.receipt._asdict()})
+    response.status_code = 201
+    response.headers.update(headers)
+    return response
+
+
 @bp.post("/purchase")
 @login_required
 @JsonParser(PurchaseIn).input(bp)
@@ -84,21 +107,7 @@ class TopProductsOut(Schema):
 )
 def create_purchase(identity: Identity, json_data, headers):
     """Buy a product of the session's branch; its stock drops in the same transaction."""
-    try:
-        outcome = purchase(identity, json_data["product_id"], json_data["quantity"], headers["key"])
-    except KeyInFlight:
-        abort(409, "A request with this Idempotency-Key is still in progress")
-    except KeyReused:
-        abort(422, "Idempotency-Key already used with a different request body")
-    replayed = {"Idempotent-Replayed": "true"} if outcome.replayed else {}
-    if outcome.error:
-        abort(outcome.status, outcome.error, headers=replayed)
-    # The receipt is already in PurchaseCreatedOut's shape: answered as JSON directly rather
-    # than dumped through the schema again on the store's busiest write.
-    response = current_app.json.response({"message": "Purchase created", **outcome.receipt})
-    response.status_code = 201
-    response.headers.update(replayed)
-    return response
+    return answer(sell(identity, json_data["product_id"], json_data["quantity"], headers["key"]))
 
 
 @bp.get("/purchases")
@@ -109,15 +118,14 @@ def create_purchase(identity: Identity, json_data, headers):
 def list_purchases(identity: Identity, query_data):
     """A customer's own purchases, or all of the branch's for a manager, by id."""
     limit, after = query_data["limit"], query_data["cursor"]
-    query = select(Purchase).order_by(Purchase.id).limit(limit + 1)
-    if identity.is_manager:
-        query = query.where(Purchase.branch_id == identity.branch_id)
-    else:
+    query = purchases(identity.scope)
+    if not identity.is_manager:
         query = query.where(Purchase.user_id == identity.user_id)
     if after is not None:
         query = query.where(Purchase.id > after)
-    purchases, next_cursor = page_of(db.session.scalars(query).all(), limit)
-    return {"purchases": purchases, "next_cursor": next_cursor}
+    rows = db.session.scalars(query.order_by(Purchase.id).limit(limit + 1)).all()
+    page, next_cursor = page_of(rows, limit)
+    return {"purchases": page, "next_cursor": next_cursor}
 
 
 @bp.get("/stats/top-products")
@@ -127,4 +135,4 @@ def list_purchases(identity: Identity, query_data):
 @bp.doc(responses={401: "User not logged in"})
 def best_sellers(identity: Identity, query_data):
     """The branch's best-selling products, live from Redis."""
-    return {"products": top_products(identity.branch_id, query_data["limit"])}
+    return {"products": top_products(identity.scope, query_data["limit"])}

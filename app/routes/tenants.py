@@ -3,11 +3,12 @@
 from apiflask import APIBlueprint, Schema, abort, fields, validators
 from sqlalchemy import func, select
 
-from .access import admin_required
-from .errors import commit_or_conflict
-from .extensions import db
-from .models import Branch, Tenant
-from .schemas import JsonParser, id_field, name_field
+from ..access import admin_required
+from ..errors import commit_or_conflict
+from ..extensions import db
+from ..models import Branch, Tenant
+from ..parsing import JsonParser
+from ..schemas import id_field, name_field
 
 bp = APIBlueprint("tenants", __name__, tag="Administration")
 

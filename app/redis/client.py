@@ -1,12 +1,11 @@
 """The app's Redis client: short timeouts, and fail-fast for a moment once Redis stops answering."""
 
 import time
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 
-from redis import Redis
+from redis import ConnectionPool, Redis
 from redis.backoff import ExponentialBackoff
 from redis.client import Pipeline
-from redis.connection import Connection
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
@@ -85,42 +84,9 @@ def connect(url: str, timeout: float) -> GuardedRedis:
     )
 
 
-def _guard(client: Redis):
-    breaker = getattr(client, "breaker", None)
-    return breaker.guard() if breaker is not None else nullcontext()
+def stand_in() -> GuardedRedis:
+    """The same client on an in-process Redis of its own (fakeredis), for development and tests."""
+    import fakeredis  # only where REDIS_URL is unset
 
-
-class Sent:
-    """A command written to Redis whose reply is still to be read, on a connection of its own.
-
-    Redis runs the command while the caller goes on with other work; reading the reply
-    then seldom has to wait. Every Sent must be read, which returns its connection.
-    """
-
-    def __init__(self, client: Redis, connection: Connection):
-        self.client = client
-        self.connection = connection
-
-    def reply(self):
-        try:
-            with _guard(self.client):
-                return self.connection.read_response()
-        finally:
-            self.client.connection_pool.release(self.connection)
-
-
-def send(client: Redis, *args) -> Sent:
-    """Write one command to Redis without waiting for its reply.
-
-    Guarded like every other call, taking the connection included: while the breaker is
-    open it refuses at once instead of connecting.
-    """
-    pool = client.connection_pool
-    with _guard(client):
-        connection = pool.get_connection()
-        try:
-            connection.send_command(*args)
-        except BaseException:
-            pool.release(connection)
-            raise
-    return Sent(client, connection)
+    pool = ConnectionPool(connection_class=fakeredis.FakeRedisConnection, server=fakeredis.FakeServer())
+    return GuardedRedis(connection_pool=pool)

@@ -1,9 +1,10 @@
 """Catalogue pages cached in Redis, one hash per branch, dropped by every write to the branch.
 
-A hit costs one HGET. A miss WATCHes the branch's hash before querying the database and
+A hit costs one HGET, read along with the session when the route asks for it
+(app.redis.pending). A miss WATCHes the branch's hash before querying the database and
 stores the page only if nothing touched the hash meanwhile; every write replaces the hash
-(never a no-op, so the WATCH always notices), so a page read before a write is never
-cached after it.
+(never a no-op, so the WATCH always notices), so a page read before a write is never cached
+after it.
 """
 
 import logging
@@ -13,8 +14,8 @@ from contextlib import suppress
 from redis.commands.core import Script
 from redis.exceptions import RedisError, WatchError
 
-from .extensions import redis_client
-from .sessions import prefetched
+from ..extensions import redis_client
+from . import pending
 
 log = logging.getLogger(__name__)
 
@@ -39,24 +40,19 @@ def pages_key(branch_id: int) -> str:
     return f"catalogue:{branch_id}"
 
 
-def page_address(branch_id: int, limit: int, after: int | None) -> tuple[str, str]:
-    """Where a page is cached: the branch's hash, and the page's field in it."""
-    return pages_key(branch_id), f"{limit}:{after or 0}"
+def page_read(branch_id: int, limit: int, after: int | None) -> tuple[str, str, str]:
+    """The command that reads a page from the cache."""
+    return "HGET", pages_key(branch_id), f"{limit}:{after or 0}"
 
 
 def cached_page(branch_id: int, limit: int, after: int | None, build: Callable[[], bytes]) -> bytes:
-    """The page from the cache, or built by `build` (which queries the database) and cached.
-
-    A page read along with the session is used as it is: it was read from this branch's
-    own address, whatever branch the session id claimed.
-    """
-    key, field = page_address(branch_id, limit, after)
+    """The page from the cache, or built by `build` (which queries the database) and cached."""
+    command = page_read(branch_id, limit, after)
     client = redis_client()
-    found, page = prefetched(key, field)
-    if not found:
-        page = client.hget(key, field)
+    page = pending.call(client, *command)
     if page is not None:
         return page
+    _, key, field = command
     with client.pipeline(transaction=True) as pipe:
         pipe.watch(key)
         page = build()

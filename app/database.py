@@ -1,0 +1,71 @@
+"""The database: SQLAlchemy's engine for the app, and the SQLite file of the development default."""
+
+import logging
+import os
+import select
+
+from flask import Flask
+from sqlalchemy import event
+from sqlalchemy.exc import DBAPIError, DisconnectionError
+
+from .extensions import db, migrate
+
+log = logging.getLogger(__name__)
+
+
+def register_database(app: Flask) -> None:
+    if not app.config.get("SQLALCHEMY_DATABASE_URI"):
+        os.makedirs(app.instance_path, exist_ok=True)
+        path = os.path.join(app.instance_path, "store.db")
+        app.config["SQLALCHEMY_DATABASE_URI"] = f"sqlite:///{path}"
+        log.warning("DATABASE_URL is unset: using SQLite at %s (development only)", path)
+    on_postgres = app.config["SQLALCHEMY_DATABASE_URI"].startswith("postgresql")
+    if on_postgres:
+        # Fail fast when the server is gone or the pool is exhausted rather than hold a worker;
+        # libpq's shortest connect timeout is 2 s.
+        app.config["SQLALCHEMY_ENGINE_OPTIONS"] = {
+            **app.config["SQLALCHEMY_ENGINE_OPTIONS"],
+            "pool_timeout": 1,
+            "connect_args": {"connect_timeout": 2},
+        }
+    db.init_app(app)
+    if on_postgres:
+        with app.app_context():
+            event.listen(db.engine, "checkout", replace_if_ended_by_server)
+    app.teardown_appcontext(end_database_session)
+    # Batch mode lets later migrations alter tables on SQLite too.
+    migrate.init_app(
+        app, db, directory=os.path.join(os.path.dirname(app.root_path), "migrations"), render_as_batch=True
+    )
+
+
+def end_database_session(exc: BaseException | None) -> None:
+    """End the request's database session, keeping the answer already made.
+
+    Runs before Flask-SQLAlchemy's own teardown. Ending the session rolls back on the
+    request's connection; if the server cut that connection after the response was made,
+    the rollback fails, and the answer already given must stand rather than become a 500.
+    """
+    try:
+        db.session.remove()
+    except DBAPIError as error:
+        log.warning("discarding a database connection lost at the end of a request: %r", error.orig)
+        db.session.registry.clear()
+
+
+def replace_if_ended_by_server(dbapi_connection, connection_record, connection_proxy) -> None:
+    """A pre-ping without a round trip, for connections that sit idle between requests.
+
+    SQLAlchemy's `pool_pre_ping` sends a query at every checkout, which on a busy machine
+    cost as much as a sale. Nothing arrives on an idle connection unless the server ends it
+    (a restart, a kill, an idle timeout), when it sends its farewell and closes: anything
+    to read means the connection must not be used, and the pool opens a fresh one (its
+    documented handling of DisconnectionError raised at checkout). A connection that fails
+    after this check fails the statement, as it would after a ping, and is a 503.
+    """
+    if dbapi_connection.closed:
+        raise DisconnectionError("connection already closed")
+    poller = select.poll()
+    poller.register(dbapi_connection.fileno(), select.POLLIN)
+    if poller.poll(0):
+        raise DisconnectionError("the server ended this idle connection")

@@ -1,0 +1,11 @@
+"""The HTTP routes, one blueprint per area: thin views that validate, call the store, answer."""
+
+from apiflask import APIFlask
+
+from . import accounts, catalogue, docs, health, purchases, tenants
+
+
+def register_routes(app: APIFlask) -> None:
+    for blueprint in (tenants.bp, accounts.bp, catalogue.bp, purchases.bp, health.bp):
+        app.register_blueprint(blueprint)
+    docs.configure(app)

@@ -1,0 +1,122 @@
+"""Registration, login, logout and the caller's own account."""
+
+from apiflask import APIBlueprint, Schema, abort, fields, validators
+from flask import session
+from sqlalchemy import select
+
+from ..access import Identity, get_branch, is_admin, login_required, start_session
+from ..accounts import check_password, find_user, new_user
+from ..errors import commit_or_conflict
+from ..extensions import db
+from ..models import ROLES, Branch, Tenant, User
+from ..parsing import JsonParser
+from ..redis.throttle import login_throttle
+from ..schemas import MessageOut, id_field
+
+bp = APIBlueprint("accounts", __name__, tag="Accounts")
+
+# (?!\n) because Python's $ also matches before a trailing newline ("alice\n" would pass).
+USERNAME = validators.Regexp(r"^[A-Za-z0-9_.@-]{3,64}(?!\n)$", error="3 to 64 of A-Z a-z 0-9 _ . @ -")
+
+
+class RegisterIn(Schema):
+    username = fields.String(required=True, validate=USERNAME)
+    password = fields.String(required=True, validate=validators.Length(min=8, max=128))
+    branch_id = id_field(required=True)
+    role = fields.String(validate=validators.OneOf(ROLES), metadata={"description": "Administrator only."})
+
+
+class RegisteredOut(Schema):
+    message = fields.String()
+    user_id = fields.Integer()
+
+
+class LoginIn(Schema):
+    username = fields.String(required=True, validate=validators.Length(min=1, max=64))
+    password = fields.String(required=True, validate=validators.Length(min=1, max=128))
+
+
+class LoginOut(Schema):
+    message = fields.String()
+    user_id = fields.Integer()
+    branch_id = fields.Integer()
+
+
+class MeOut(Schema):
+    user_id = fields.Integer()
+    username = fields.String()
+    role = fields.String()
+    branch_id = fields.Integer()
+    branch_name = fields.String()
+    tenant_id = fields.Integer()
+    tenant_name = fields.String()
+
+
+@bp.post("/register_user")
+@JsonParser(RegisterIn).input(bp)
+@bp.output(RegisteredOut, status_code=201)
+@bp.doc(
+    responses={
+        403: "role given without the administrator token",
+        404: "Branch not found",
+        409: "Username taken",
+    }
+)
+def register_user(json_data):
+    """Register a user in a branch; only the administrator may choose a role."""
+    if "role" in json_data and not is_admin():
+        abort(403, "Only the administrator may set a role")
+    branch = get_branch(json_data["branch_id"])
+    if find_user(json_data["username"]) is not None:
+        abort(409, "Username taken")
+    user = new_user(json_data["username"], json_data["password"], branch, json_data.get("role", "customer"))
+    db.session.add(user)
+    commit_or_conflict("Username taken")
+    return {"message": "User registered", "user_id": user.id}
+
+
+@bp.post("/login")
+@JsonParser(LoginIn).input(bp)
+@bp.output(LoginOut)
+@bp.doc(responses={401: "Invalid credentials", 429: "Too many failed logins"})
+def login(json_data):
+    """Log in: the session is replaced by a new one holding the user and branch."""
+    username, throttle = json_data["username"], login_throttle()
+    throttle.check(username)
+    user = find_user(username)
+    if not check_password(user, json_data["password"]):
+        throttle.failed(username)
+        abort(401, "Invalid credentials")
+    start_session(user.id, user.branch_id, user.branch.tenant_id, user.role)
+    return {"message": "Login successful", "user_id": user.id, "branch_id": user.branch_id}
+
+
+@bp.post("/logout")
+@bp.output(MessageOut)
+def logout():
+    """Log out: the server-side session is deleted."""
+    session.clear()
+    return {"message": "Logged out"}
+
+
+@bp.get("/me")
+@login_required
+@bp.output(MeOut)
+@bp.doc(responses={401: "User not logged in"})
+def me(identity: Identity):
+    """The logged-in user, with their branch and tenant."""
+    user, branch_name, tenant_name = db.session.execute(
+        select(User, Branch.name, Tenant.name)
+        .join(User.branch)
+        .join(Branch.tenant)
+        .where(User.id == identity.user_id)
+    ).one()
+    return {
+        "user_id": user.id,
+        "username": user.username,
+        "role": user.role,
+        "branch_id": user.branch_id,
+        "branch_name": branch_name,
+        "tenant_id": identity.tenant_id,
+        "tenant_name": tenant_name,
+    }
