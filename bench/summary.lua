@@ -1,7 +1,7 @@
 -- Shared by the scripts. Each wrk thread counts the requests it sends in the global `sent`
 -- (the scripts' request() adds one); after the run, done() prints one machine-readable line
--- for bench/run.py. Latencies are in microseconds; status_errors counts responses with a
--- status of 400 or more; sent - requests were still in flight when wrk stopped.
+-- for Bench.wrk in bench/scenarios.py. Latencies are in microseconds; status_errors counts
+-- responses with a status of 400 or more; sent - requests were still in flight when wrk stopped.
 sent = 0
 
 local threads = {}
