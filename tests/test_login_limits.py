@@ -92,6 +92,7 @@ def test_limits_hold_while_redis_is_down(make_app, own_redis):
 TIMING_TRIES = 31
 
 
+@pytest.mark.timing
 def test_unknown_user_costs_as_much_as_a_wrong_password(app, store):
     """Logins differ by under 10 ms in the median, with the production hash (0.2 to 0.4 s each).
 
