@@ -7,6 +7,7 @@ import pytest
 from sqlalchemy import text
 
 from app import create_app
+from app.database import dispose_engines
 from app.extensions import db
 from config import Config, TestingConfig
 
@@ -135,7 +136,7 @@ def postgres_url():
     app = create_app(TestingConfig({"DATABASE_URL": url}))
     with app.app_context():
         flask_migrate.upgrade()
-        db.engine.dispose()
+    dispose_engines(app)
     yield url
     servers.drop_database(url)
 
@@ -166,8 +167,7 @@ def live_app(postgres_url, redis_server):
         db.session.commit()
     app.extensions["redis"].flushdb()
     yield app
-    with app.app_context():
-        db.engine.dispose()
+    dispose_engines(app)
     app.extensions["redis"].close()
 
 

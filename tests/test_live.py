@@ -10,9 +10,12 @@ from concurrent.futures import ThreadPoolExecutor
 import psycopg
 import pytest
 import redis
+from sqlalchemy import text
+from sqlalchemy.exc import DataError
 from werkzeug.security import check_password_hash
 
 from app import create_app
+from app.database import call, dispose_engines
 from app.extensions import db
 from app.models import Product, Purchase, User
 from config import TestingConfig
@@ -154,8 +157,7 @@ def store_on(live_app, live_store):
 
     yield make
     for app in apps:
-        with app.app_context():
-            db.engine.dispose()
+        dispose_engines(app)
         app.extensions["redis"].close()
 
 
@@ -317,3 +319,15 @@ def test_a_username_taken_by_a_concurrent_registration_is_a_409(live_app, live_s
     assert response.status_code == 409 and response.json == {"error": "Username taken"}
     with live_app.app_context():
         assert db.session.query(User).count() == 1
+
+
+def test_a_single_statement_call_raises_what_sqlalchemy_raises(live_app):
+    """The sale's fast path to PostgreSQL meets a failing statement as every other query does."""
+    with live_app.app_context():
+        with pytest.raises(DataError) as through_orm:
+            db.session.execute(text("SELECT 1 / :zero"), {"zero": 0})
+        db.session.rollback()
+        with pytest.raises(DataError) as through_call:
+            call("SELECT 1 / %(zero)s", {"zero": 0})
+    assert type(through_call.value) is type(through_orm.value)
+    assert type(through_call.value.orig) is type(through_orm.value.orig)

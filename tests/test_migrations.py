@@ -5,6 +5,7 @@ import pytest
 from sqlalchemy import inspect, text
 
 from app import create_app
+from app.database import dispose_engines
 from app.extensions import db
 from config import TestingConfig
 
@@ -36,7 +37,7 @@ def test_migrations_go_down_to_nothing_and_up_again():
             flask_migrate.upgrade()
             assert state() == (TABLES, 1)
             db.session.remove()
-            db.engine.dispose()
+        dispose_engines(app)
     finally:
         servers.drop_database(url)
 
@@ -88,6 +89,6 @@ def test_kept_answers_survive_the_outcome_migration_both_ways():
             assert [row[0] for row in replays] == ["replayed"] * 3
             assert [row[1:4] for row in replays] == [row[1:4] for row in first.values()]
             db.session.remove()
-            db.engine.dispose()
+        dispose_engines(app)
     finally:
         servers.drop_database(url)

@@ -4,7 +4,7 @@ The function (migrations a41c7e93d0b5) runs the same steps as app/sales/steps.py
 purchase tests run against both.
 """
 
-from ..extensions import db
+from ..database import call
 from ..money import from_cents
 from .sale import Outcome, Receipt, Sale, SaleResult
 
@@ -25,9 +25,7 @@ def sell_in_one_call(sale: Sale) -> SaleResult:
         "key": sale.key,
         "hash": sale.fingerprint,
     }
-    # In autocommit the call is its own transaction, with no BEGIN or COMMIT to send.
-    with db.engine.execution_options(isolation_level="AUTOCOMMIT").connect() as connection:
-        row = connection.exec_driver_sql(STORE_PURCHASE, params).one()
+    row = call(STORE_PURCHASE, params)
     outcome, replayed, purchase_id, product_id, quantity, unit_cents, total_cents = row
     receipt = None
     if purchase_id is not None:
