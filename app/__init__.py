@@ -22,30 +22,12 @@ log = logging.getLogger(__name__)
 
 
 class StoreAPI(APIFlask):
-    """APIFlask, logging outages as one line rather than as crashes, and remembering which
-    functions are synchronous."""
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self._synchronous: dict = {}
+    """APIFlask, logging an outage as the one line of its 503 rather than as a crash."""
 
     def log_exception(self, exc_info) -> None:
         # An outage while opening the session reaches here before its 503 handler, which logs it.
         if not is_outage(exc_info[1]):
             super().log_exception(exc_info)
-
-    def ensure_sync(self, func):
-        # Flask checks whether a view is a coroutine function every time it calls one, and
-        # APIFlask's decorators call through it several times per request; the answer never
-        # changes for a function.
-        try:
-            return self._synchronous[func]
-        except KeyError:
-            sync = super().ensure_sync(func)
-            # Views, hooks and handlers are a fixed set; the bound is against a leak all the same.
-            if len(self._synchronous) < 1024:
-                self._synchronous[func] = sync
-            return sync
 
 
 def create_app(config: Config | None = None) -> APIFlask:
