@@ -1,5 +1,7 @@
 """Liveness, readiness, and what a fault looks like to a client."""
 
+import logging
+
 import pytest
 
 from app import create_app
@@ -39,6 +41,19 @@ def test_ready_names_redis_when_it_is_down_and_health_stays_up(app_with):
     assert client.get("/health").status_code == 200
     me = client.get("/me")
     assert me.status_code == 503 and me.json == {"error": "Service temporarily unavailable"}
+
+
+@pytest.mark.redis
+def test_an_outage_is_logged_as_one_warning_not_as_a_crash(app_with, caplog):
+    app = app_with(REDIS_URL=f"redis://127.0.0.1:{servers.free_port()}/0")
+    client = app.test_client()
+    client.set_cookie("session", "a-session-id-that-needs-redis-to-read")
+    with caplog.at_level(logging.WARNING):
+        assert client.get("/me").status_code == 503
+    assert [(r.levelname, r.getMessage().split(":")[0]) for r in caplog.records] == [
+        ("WARNING", "dependency unavailable")
+    ]
+    assert not any(r.exc_info for r in caplog.records)
 
 
 @pytest.mark.postgres
