@@ -71,7 +71,12 @@ class StoreSessionInterface(RedisSessionInterface):
         self.refresh_after = min(REFRESH_AFTER, max(1, self.idle_timeout // 2))
 
     def store_id_for(self, environ: dict) -> str | None:
-        """The Redis key of the session a request will read, or None if it reads none."""
+        """The Redis key of the session a request will read, or None if it reads none.
+
+        It must be the key Flask-Session's open_session asks `_retrieve_session_data` for, or
+        the read sent early goes unused and the session costs a second GET (which
+        tests/test_accounts.py counts in Redis).
+        """
         if environ.get("PATH_INFO", "").startswith(SESSIONLESS_PREFIXES):
             return None
         sid = parse_cookie(environ).get(self.cookie_name)
