@@ -18,6 +18,7 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt | $(BIN)/activate
 	touch $@
 
 ## Serve on the embedded defaults: SQLite under instance/, in-process Redis stand-in.
+run: export APP_ENV := $(or $(APP_ENV),development)
 run: $(VENV)/.installed
 	$(FLASK) db upgrade
 	$(FLASK) seed-demo

@@ -1,35 +1,57 @@
 """Settings for each environment, read from environment variables.
 
-Development runs with no variables at all; production refuses to start
-while a required variable is missing or weak.
+APP_ENV chooses the environment, and production is the default: a deployment that forgets it
+refuses to start without its secrets rather than opening anything. Development is chosen by
+the development entry points (`make run`, `run.py`) and runs with no other variable at all.
+A `.env` file in the working directory fills in what the environment leaves unset.
 """
 
 import os
+import secrets
 from collections.abc import Mapping
 
+from dotenv import dotenv_values
 
-def _seconds(environ: Mapping[str, str], name: str, default: int) -> int:
+
+class ConfigError(RuntimeError):
+    """Settings the app cannot start with; the message names every variable at fault, in one line."""
+
+
+def _positive(environ: Mapping[str, str], name: str, default: int, problems: list[str]) -> int:
     raw = environ.get(name, "")
     if raw == "":
         return default
     if not raw.isdigit() or int(raw) == 0:
-        raise RuntimeError(f"{name} must be a positive whole number of seconds, got {raw!r}")
+        problems.append(f"{name} must be a positive whole number, got {raw!r}")
+        return default
     return int(raw)
 
 
-def _count(environ: Mapping[str, str], name: str) -> int:
+def _count(environ: Mapping[str, str], name: str, problems: list[str]) -> int:
     raw = environ.get(name, "")
     if raw == "":
         return 0
     if not raw.isdigit():
-        raise RuntimeError(f"{name} must be a whole number, got {raw!r}")
+        problems.append(f"{name} must be a whole number, got {raw!r}")
+        return 0
     return int(raw)
+
+
+THROTTLE_LIMITS = (
+    "LOGIN_LIMIT_PER_ADDRESS",
+    "LOGIN_LIMIT_PER_USERNAME_AND_ADDRESS",
+    "LOGIN_LIMIT_PER_USERNAME",
+    "REGISTER_LIMIT_PER_ADDRESS",
+)
+
+# Made once per process: a server started with APP_ENV=testing accepts no secret from the source.
+_TESTING_SECRETS = {"SECRET_KEY": secrets.token_urlsafe(32), "ADMIN_TOKEN": secrets.token_urlsafe(32)}
 
 
 class Config:
     """Settings shared by every environment; an instance reads the environment once."""
 
-    APP_ENV = "development"
+    APP_ENV = "production"
     # On PostgreSQL, app.database checks each connection taken from the pool without a query.
     SQLALCHEMY_ENGINE_OPTIONS: dict = {}
 
@@ -49,9 +71,13 @@ class Config:
     REDIS_SOCKET_TIMEOUT = 0.2
     # OWASP's scrypt minimum: N=2^15, r=8, p=3. Older hashes are upgraded at the next login.
     PASSWORD_HASH_METHOD = "scrypt:32768:8:3"
-    # Failed logins allowed before 429, per client address and per username.
-    LOGIN_LIMIT_PER_ADDRESS = "20 per minute; 200 per hour"
-    LOGIN_LIMIT_PER_USERNAME = "5 per minute; 30 per hour"
+    # Failed logins allowed before 429 (app.redis.throttle.login_windows). Per username from
+    # everywhere stays above twice per username and address, so one address cannot reach it.
+    LOGIN_LIMIT_PER_ADDRESS = "20 per minute; 60 per hour"
+    LOGIN_LIMIT_PER_USERNAME_AND_ADDRESS = "5 per minute; 9 per hour"
+    LOGIN_LIMIT_PER_USERNAME = "20 per hour"
+    # Registrations from one client address (the administrator's are not counted).
+    REGISTER_LIMIT_PER_ADDRESS = "10 per minute; 50 per hour"
 
     # Error bodies as documented in the OpenAPI document.
     HTTP_ERROR_SCHEMA = {
@@ -78,28 +104,50 @@ class Config:
     # default is on another host.
     DOCS_FAVICON = "data:,"
     AUTO_404_RESPONSE = False
+    # The document's servers come from PUBLIC_URL, never from a request's Host header (which
+    # APIFlask would take, and a client could choose: "Try it out" would send passwords there).
+    AUTO_SERVERS = False
 
     def __init__(self, environ: Mapping[str, str] | None = None):
         env = os.environ if environ is None else environ
+        problems: list[str] = []
         self.SECRET_KEY = env.get("SECRET_KEY") or None
         self.SQLALCHEMY_DATABASE_URI = env.get("DATABASE_URL") or None
         self.REDIS_URL = env.get("REDIS_URL") or None
         self.ADMIN_TOKEN = env.get("ADMIN_TOKEN") or None
+        # The throttle's limits (limits' notation, "5 per minute; 9 per hour"), for operators to tune.
+        for name in THROTTLE_LIMITS:
+            if env.get(name):
+                setattr(self, name, env[name])
+        # Where clients reach the API, for the OpenAPI document; relative by default.
+        self.SERVERS = [{"url": env.get("PUBLIC_URL") or "/"}]
         # Behind N reverse proxies, trust N X-Forwarded-* hops for the client's address.
-        self.TRUSTED_PROXY_COUNT = _count(env, "TRUSTED_PROXY_COUNT")
-        self.SESSION_IDLE_TIMEOUT = _seconds(env, "SESSION_IDLE_TIMEOUT", 1800)
-        self.SESSION_ABSOLUTE_TIMEOUT = _seconds(env, "SESSION_ABSOLUTE_TIMEOUT", 43200)
+        self.TRUSTED_PROXY_COUNT = _count(env, "TRUSTED_PROXY_COUNT", problems)
+        # What one statement of a request may take, and wait for a lock, on PostgreSQL: a
+        # request that needs a stalled database answers 503 within a second.
+        self.DATABASE_STATEMENT_TIMEOUT_MS = _positive(env, "DATABASE_STATEMENT_TIMEOUT_MS", 800, problems)
+        self.DATABASE_LOCK_TIMEOUT_MS = _positive(env, "DATABASE_LOCK_TIMEOUT_MS", 500, problems)
+        self.SESSION_IDLE_TIMEOUT = _positive(env, "SESSION_IDLE_TIMEOUT", 1800, problems)
+        self.SESSION_ABSOLUTE_TIMEOUT = _positive(env, "SESSION_ABSOLUTE_TIMEOUT", 43200, problems)
         # Flask's default is 31 days; a session key never outlives the idle timeout.
         self.PERMANENT_SESSION_LIFETIME = self.SESSION_IDLE_TIMEOUT
-        self.check()
+        self.defaults()
+        problems += self.problems()
+        if problems:
+            raise ConfigError(f"APP_ENV={self.APP_ENV} cannot start: {'; '.join(problems)}")
 
-    def check(self) -> None:
-        """Refuse settings that are unsafe in this environment."""
+    def defaults(self) -> None:
+        """Fill in what this environment may do without."""
+
+    def problems(self) -> list[str]:
+        """What is unsafe or missing in this environment, a message each."""
+        return []
 
 
 class DevelopmentConfig(Config):
-    def __init__(self, environ: Mapping[str, str] | None = None):
-        super().__init__(environ)
+    APP_ENV = "development"
+
+    def defaults(self) -> None:
         self.SECRET_KEY = self.SECRET_KEY or "development-only-secret-key-never-used-in-production"
 
 
@@ -112,16 +160,18 @@ class TestingConfig(Config):
 
     def __init__(self, environ: Mapping[str, str] | None = None):
         super().__init__({} if environ is None else environ)
-        self.SECRET_KEY = self.SECRET_KEY or "testing-secret-key-long-enough-for-checks"
+
+    def defaults(self) -> None:
+        self.SECRET_KEY = self.SECRET_KEY or _TESTING_SECRETS["SECRET_KEY"]
+        self.ADMIN_TOKEN = self.ADMIN_TOKEN or _TESTING_SECRETS["ADMIN_TOKEN"]
         self.SQLALCHEMY_DATABASE_URI = self.SQLALCHEMY_DATABASE_URI or "sqlite://"
-        self.ADMIN_TOKEN = self.ADMIN_TOKEN or "testing-admin-token-long-enough-for-checks"
 
 
 class ProductionConfig(Config):
-    APP_ENV = "production"
     SESSION_COOKIE_SECURE = True
 
-    def check(self) -> None:
+    def problems(self) -> list[str]:
+        found = []
         required = {
             "SECRET_KEY": self.SECRET_KEY,
             "DATABASE_URL": self.SQLALCHEMY_DATABASE_URI,
@@ -130,10 +180,10 @@ class ProductionConfig(Config):
         }
         for name, value in required.items():
             if not value:
-                raise RuntimeError(f"{name} must be set when APP_ENV=production")
-        for name in ("SECRET_KEY", "ADMIN_TOKEN"):
-            if len(required[name]) < 32:
-                raise RuntimeError(f"{name} must be at least 32 characters when APP_ENV=production")
+                found.append(f"{name} must be set")
+            elif name in ("SECRET_KEY", "ADMIN_TOKEN") and len(value) < 32:
+                found.append(f"{name} must be at least 32 characters")
+        return found
 
 
 CONFIGS = {
@@ -144,9 +194,14 @@ CONFIGS = {
 
 
 def load_config(environ: Mapping[str, str] | None = None) -> Config:
-    """Build the settings of the environment that APP_ENV names."""
-    env = os.environ if environ is None else environ
-    name = env.get("APP_ENV") or "development"
+    """The settings of the environment APP_ENV names (production when unset).
+
+    Without an explicit mapping, the process's environment, with what `.env` in the working
+    directory sets for variables it leaves unset (never overriding one that is set).
+    """
+    if environ is None:
+        environ = {**{k: v for k, v in dotenv_values(".env").items() if v is not None}, **os.environ}
+    name = environ.get("APP_ENV") or "production"
     if name not in CONFIGS:
-        raise RuntimeError(f"APP_ENV must be one of {', '.join(CONFIGS)}, got {name!r}")
-    return CONFIGS[name](env)
+        raise ConfigError(f"APP_ENV must be one of {', '.join(CONFIGS)}, got {name!r}")
+    return CONFIGS[name](environ)

@@ -2,7 +2,10 @@
 
 import os
 
-from app import create_app
+# The development entry point chooses development; anything else defaults to production.
+os.environ.setdefault("APP_ENV", "development")
+
+from app import create_app  # noqa: E402  (after APP_ENV is chosen)
 
 app = create_app()
 

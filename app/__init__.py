@@ -5,7 +5,7 @@ import logging
 from apiflask import APIFlask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from config import Config, load_config
+from config import Config, ConfigError, load_config
 
 from .cli import register_commands
 from .database import register_database
@@ -14,7 +14,7 @@ from .json import StoreJSONProvider
 from .redis import client as redis_client
 from .redis.pending import SendAhead
 from .redis.sessions import StoreSessionInterface
-from .redis.throttle import LoginThrottle
+from .redis.throttle import Throttle
 from .routes import register_routes
 from .routes.catalogue import page_read_with_session
 
@@ -32,10 +32,16 @@ class StoreAPI(APIFlask):
 
 def create_app(config: Config | None = None) -> APIFlask:
     """Build the app: settings, the database, Redis, routes, error handling and commands."""
+    if config is None:
+        try:
+            config = load_config()
+        except ConfigError as error:
+            # gunicorn, flask and run.py all stop here: one line, no traceback.
+            raise SystemExit(f"error: {error}") from None
     app = StoreAPI(
         __name__, title=Config.TITLE, version=Config.VERSION, docs_ui="swagger-ui", static_folder=None
     )
-    app.config.from_object(config or load_config())
+    app.config.from_object(config)
     app.json = StoreJSONProvider(app)
     register_database(app)
     register_redis(app)
@@ -61,9 +67,12 @@ def register_redis(app: APIFlask) -> None:
                 "and vanish on restart (development only)"
             )
     if app.config["ADMIN_TOKEN"] is None:
-        log.warning("ADMIN_TOKEN is unset: administrator routes are open to anyone (development only)")
+        log.warning(
+            "ADMIN_TOKEN is unset: administrator routes are open to clients on this machine "
+            "(development only)"
+        )
     app.extensions["redis"] = client
-    app.extensions["login_throttle"] = LoginThrottle(client)
+    app.extensions["throttle"] = Throttle(client)
     app.session_interface = StoreSessionInterface(app, client)
     app.wsgi_app = SendAhead(app.wsgi_app, client, app.session_interface)
     app.wsgi_app.with_session["GET", "/products"] = page_read_with_session

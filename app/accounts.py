@@ -1,17 +1,18 @@
 """Users: found by username whatever its case, registered, and checked at login."""
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import joinedload
 
 from .extensions import db
 from .models import Branch, User
+from .names import name_key
 from .passwords import hash_password, needs_rehash, verify_password
 
 
 def find_user(username: str) -> User | None:
-    """The user of this username in any case, with their branch."""
+    """The user of this username in any case or compatibility form, with their branch."""
     return db.session.scalar(
-        select(User).options(joinedload(User.branch)).where(func.lower(User.username) == username.lower())
+        select(User).options(joinedload(User.branch)).where(User.username_key == name_key(username))
     )
 
 

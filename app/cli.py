@@ -1,15 +1,17 @@
 """Commands for operators: demo data and repairs."""
 
+import secrets
 from datetime import timedelta
 from decimal import Decimal
 
 import click
-from flask import Flask
-from sqlalchemy import func, select
+from flask import Flask, current_app
+from sqlalchemy import select
 
 from .accounts import find_user, new_user
 from .extensions import db
 from .models import Branch, Product, Tenant
+from .names import name_key
 from .sales.idempotency import purge_idempotency_keys
 from .sales.ranking import rebuild_top_products
 
@@ -29,9 +31,14 @@ DEMO_PRODUCTS = (
 )
 
 
-def seed_demo() -> list[tuple[str, str, str, str]]:
-    """Create the demo tenant, branches, users and products that are missing."""
-    tenant = db.session.scalar(select(Tenant).where(func.lower(Tenant.name) == DEMO_TENANT.lower()))
+def seed_demo(known_passwords: bool) -> list[tuple[str, str | None, str, str]]:
+    """Create the demo tenant, branches, users and products that are missing.
+
+    Returns each demo login with its password, or None for a user that existed already. With
+    `known_passwords` false (production) the passwords are random, so only whoever ran the
+    command knows them.
+    """
+    tenant = db.session.scalar(select(Tenant).where(Tenant.name_key == name_key(DEMO_TENANT)))
     if tenant is None:
         tenant = Tenant(name=DEMO_TENANT)
         db.session.add(tenant)
@@ -43,26 +50,36 @@ def seed_demo() -> list[tuple[str, str, str, str]]:
             db.session.add(branch)
         branches[name] = branch
     db.session.flush()
+    logins = []
     for username, password, role, branch_name in DEMO_USERS:
-        if find_user(username) is None:
-            db.session.add(new_user(username, password, branches[branch_name], role))
+        if find_user(username) is not None:
+            logins.append((username, None, role, branch_name))
+            continue
+        password = password if known_passwords else secrets.token_urlsafe(12)
+        db.session.add(new_user(username, password, branches[branch_name], role))
+        logins.append((username, password, role, branch_name))
     for branch in branches.values():
         names = set(db.session.scalars(select(Product.name).where(Product.branch_id == branch.id)))
         for name, price, stock in DEMO_PRODUCTS:
             if name not in names:
                 db.session.add(Product(branch_id=branch.id, name=name, price=price, stock=stock))
     db.session.commit()
-    return [(u, p, r, b) for u, p, r, b in DEMO_USERS]
+    return logins
 
 
 def register_commands(app: Flask) -> None:
     @app.cli.command("seed-demo")
     def seed_demo_command():
         """Load the demo tenant, users and products (safe to run again)."""
-        logins = seed_demo()
+        # Production never gets a password that anyone could read here.
+        known = current_app.config["APP_ENV"] != "production"
+        logins = seed_demo(known_passwords=known)
         click.echo(f"Demo data ready in tenant {DEMO_TENANT!r}. Logins:")
         for username, password, role, branch in logins:
-            click.echo(f"  {username} / {password}  ({role}, branch {branch})")
+            shown = password if password is not None else "(existed already; password unchanged)"
+            click.echo(f"  {username} / {shown}  ({role}, branch {branch})")
+        if not known and any(password for _, password, _, _ in logins):
+            click.echo("These passwords are shown this once.")
 
     @app.cli.command("rebuild-top-products")
     def rebuild_top_products_command():

@@ -5,7 +5,7 @@ import logging
 import os
 import select
 
-from flask import Flask, current_app
+from flask import Flask, current_app, has_request_context
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.exc import DBAPIError, DisconnectionError
 
@@ -42,6 +42,9 @@ def register_database(app: Flask) -> None:
         )
         for each in (engine, calls):
             event.listen(each, "checkout", replace_if_ended_by_server)
+    # db.session serves every app of the process: one listener, which looks at the database.
+    if not event.contains(db.session, "after_begin", bound_the_waits):
+        event.listen(db.session, "after_begin", bound_the_waits)
     app.teardown_appcontext(end_database_session)
     # Batch mode lets later migrations alter tables on SQLite too.
     migrate.init_app(
@@ -61,6 +64,26 @@ def end_database_session(exc: BaseException | None) -> None:
     except DBAPIError as error:
         log.warning("discarding a database connection lost at the end of a request: %r", error.orig)
         db.session.registry.clear()
+
+
+# Local to the transaction: set per connection (or in libpq's startup options) it would not
+# hold through PgBouncer's transaction pooling.
+BOUND_THE_WAITS = (
+    "SELECT set_config('statement_timeout', %(statement)s, true), set_config('lock_timeout', %(lock)s, true)"
+)
+
+
+def bound_the_waits(session, transaction, connection) -> None:
+    """Within a request, no statement runs or waits for a lock past its timeout: a stalled
+    database (a lock held, a slow query) is a 503 within a second, not a hung worker.
+
+    Commands (migrations, repairs) run without it. The sale sets its own (store_purchase()).
+    """
+    if has_request_context() and connection.dialect.name == "postgresql":
+        config = current_app.config
+        timeouts = {"statement": f"{config['DATABASE_STATEMENT_TIMEOUT_MS']}ms"}
+        timeouts["lock"] = f"{config['DATABASE_LOCK_TIMEOUT_MS']}ms"
+        connection.exec_driver_sql(BOUND_THE_WAITS, timeouts)
 
 
 def replace_if_ended_by_server(dbapi_connection, connection_record, connection_proxy) -> None:

@@ -11,13 +11,13 @@ from sqlalchemy import (
     Index,
     String,
     UniqueConstraint,
-    func,
 )
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy.orm import Mapped, mapped_column, relationship, validates
 from sqlalchemy.types import TypeDecorator
 
 from .extensions import db
 from .money import from_cents, to_cents
+from .names import name_key
 
 
 def now_utc() -> datetime:
@@ -54,26 +54,36 @@ class Tenant(db.Model):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(100))
+    # The name as uniqueness compares it (app.names), kept with every name set.
+    name_key: Mapped[str] = mapped_column(String(400), unique=True)
     created_at: Mapped[datetime] = mapped_column(Timestamp, default=now_utc)
 
     branches: Mapped[list["Branch"]] = relationship(back_populates="tenant", order_by="Branch.id")
 
-
-Index("uq_tenants_name_lower", func.lower(Tenant.name), unique=True)
+    @validates("name")
+    def _keep_key(self, _, name: str) -> str:
+        self.name_key = name_key(name)
+        return name
 
 
 class Branch(db.Model):
     __tablename__ = "branches"
 
+    __table_args__ = (UniqueConstraint("tenant_id", "name_key"),)
+
     id: Mapped[int] = mapped_column(primary_key=True)
     tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"))
     name: Mapped[str] = mapped_column(String(100))
+    name_key: Mapped[str] = mapped_column(String(400))
     created_at: Mapped[datetime] = mapped_column(Timestamp, default=now_utc)
 
     tenant: Mapped[Tenant] = relationship(back_populates="branches")
 
+    @validates("name")
+    def _keep_key(self, _, name: str) -> str:
+        self.name_key = name_key(name)
+        return name
 
-Index("uq_branches_tenant_id_name_lower", Branch.tenant_id, func.lower(Branch.name), unique=True)
 
 ROLES = ("customer", "manager")
 
@@ -84,6 +94,7 @@ class User(db.Model):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     username: Mapped[str] = mapped_column(String(64))
+    username_key: Mapped[str] = mapped_column(String(256), unique=True)
     # Werkzeug's scrypt hashes are 162 characters; leave room for stronger parameters.
     password_hash: Mapped[str] = mapped_column(String(255))
     role: Mapped[str] = mapped_column(String(16), default="customer")
@@ -92,8 +103,10 @@ class User(db.Model):
 
     branch: Mapped[Branch] = relationship()
 
-
-Index("uq_users_username_lower", func.lower(User.username), unique=True)
+    @validates("username")
+    def _keep_key(self, _, username: str) -> str:
+        self.username_key = name_key(username)
+        return username
 
 
 class Product(db.Model):

@@ -11,6 +11,7 @@ tests/test_openapi.py fails if APIFlask stops documenting bodies and parameters 
 """
 
 import json
+import re
 from functools import wraps
 
 from apiflask import Schema, abort
@@ -19,6 +20,36 @@ from marshmallow import EXCLUDE, ValidationError
 
 # Distinct query strings remembered per schema and process; a bound on what a client can fill.
 QUERY_CACHE_SIZE = 1024
+
+# Text the database cannot store (NUL), or that is not Unicode text at all: lone surrogates,
+# which JSON's \ud800 escapes can spell.
+UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+UNSTORABLE_MESSAGE = "Must not contain NUL characters or unpaired surrogates."
+
+
+def unstorable_text(body) -> dict[str, list[str]]:
+    """Each top-level field of a JSON body holding text that cannot be stored, anywhere inside it."""
+    found: dict[str, list[str]] = {}
+
+    def visit(field: str, value) -> None:
+        if isinstance(value, str):
+            if UNSTORABLE.search(value):
+                found[field] = [UNSTORABLE_MESSAGE]
+        elif isinstance(value, list):
+            for item in value:
+                visit(field, item)
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                visit(field, key)
+                visit(field, item)
+
+    if isinstance(body, dict):
+        for key, value in body.items():
+            visit(key, key)
+            visit(key, value)
+    else:
+        visit("_schema", body)
+    return found
 
 
 class Parser:
@@ -62,17 +93,24 @@ class JsonParser(Parser):
     def parse(self) -> dict:
         if not request.is_json:
             abort(415, "Request body must be JSON (Content-Type: application/json)")
-        # Werkzeug refuses a body over MAX_CONTENT_LENGTH here, with a 413.
+        # Werkzeug refuses a body over MAX_CONTENT_LENGTH here, with a 413, when its length is
+        # declared. A chunked one it cuts at the limit instead; one more byte means it was over.
         data = request.get_data(cache=True)
+        if request.content_length is None and len(data) >= request.max_content_length:
+            if request.environ["wsgi.input"].read(1):
+                abort(413)
         if not data:
             return self.loader.load({})
         try:
             # UTF-8 only, as RFC 8259 asks of JSON between systems.
             body = json.loads(data.decode())
+            unstorable = unstorable_text(body)
         except (ValueError, RecursionError):
             # A document nested too deeply, or an integer literal too long to convert, is as
             # malformed as one that does not parse, and must not escape as a 500.
             abort(400, "Malformed JSON body")
+        if unstorable:
+            raise ValidationError(unstorable)
         return self.loader.load(body)
 
 

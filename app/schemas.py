@@ -8,6 +8,7 @@ from apiflask import Schema, fields, validators
 from marshmallow import ValidationError
 
 from .money import MAX_PRICE, parse_amount
+from .names import name_key
 
 # Ids are positive and fit the database's integer column.
 MAX_ID = 2**31 - 1
@@ -17,16 +18,41 @@ def id_field(**kwargs) -> fields.Integer:
     return fields.Integer(strict=True, validate=validators.Range(min=1, max=MAX_ID), **kwargs)
 
 
-# A character that is not whitespace, spelled out because the document's ECMA-262 regexes and
-# Python's disagree on \s: Python also counts \x1c-\x1f and \x85, ECMA-262 also \ufeff.
-NOT_BLANK = r"[^\t\n\v\f\r \x1c-\x1f\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff]"
+# Patterns read the same by Python and by the document's ECMA-262 regexes: spelled-out classes
+# (the two disagree on \s), and (?!\n) because Python's $ also matches before a final newline.
+CONTROL = r"\x00-\x1f\x7f-\x9f"
+BLANK = r" \xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff"
+# A name: no control characters, and not only blanks.
+NAME = rf"^[^{CONTROL}]*[^{CONTROL}{BLANK}][^{CONTROL}]*(?!\n)$"
+# Free text (passwords, a username to look up): anything the database can store. Lone
+# surrogates cannot be written in UTF-8 at all; app.parsing refuses them with NUL in any field.
+TEXT = r"^[^\x00]*$"
+
+# Names keep their key in a column of this length (app.names); compatibility forms can expand.
+MAX_NAME_KEY = 400
+
+
+def _fits_its_key(name: str) -> None:
+    if len(name_key(name)) > MAX_NAME_KEY:
+        raise ValidationError("Too long once normalized.")
 
 
 def name_field(**kwargs) -> fields.String:
     return fields.String(
         validate=[
             validators.Length(min=1, max=100),
-            validators.Regexp(NOT_BLANK, error="Must not be blank."),
+            validators.Regexp(NAME, error="Must not be blank or hold control characters."),
+            _fits_its_key,
+        ],
+        **kwargs,
+    )
+
+
+def text_field(min_length: int, max_length: int, **kwargs) -> fields.String:
+    return fields.String(
+        validate=[
+            validators.Length(min=min_length, max=max_length),
+            validators.Regexp(TEXT, error="Must not contain NUL characters."),
         ],
         **kwargs,
     )

@@ -1,4 +1,7 @@
-"""Bad input: every route answers it with the contract's status and a JSON error, and writes nothing."""
+"""Bad input: every route answers it with the contract's status and a JSON error, and writes nothing.
+
+On SQLite and on PostgreSQL with real Redis: SQLite stores what PostgreSQL refuses (a NUL).
+"""
 
 import base64
 import json
@@ -30,6 +33,21 @@ BAD_IDS = [DROP, None, "1", True, 1.0, 1.5, 0, -1, 2**40, [1], {"id": 1}]
 BAD_NAMES = [DROP, None, "", "   ", "x" * 101, 5, True, ["Tea"]]
 BAD_PRICES = [DROP, None, "1", True, 0, -1, 1000000.01, 0.001, 1e300, [1]]
 BAD_STOCKS = [None, -1, 1.5, "3", True, 2**40]
+# Text no database can keep (NUL, lone surrogates) is refused in every text field, login included;
+# control characters in names and usernames; and text far past any length.
+UNSTORABLE = ["nul\x00byte", "\ud800", "tail\udfff"]
+CONTROL = ["bell\x07", "del\x7f", "\x1bescape"]
+HUGE = ["x" * 100_000]
+TEXT_FIELDS = [
+    ("register_tenants", "tenant_names", [[v] for v in UNSTORABLE + CONTROL + HUGE]),
+    ("register_user", "username", UNSTORABLE + CONTROL + HUGE),
+    ("register_user", "password", UNSTORABLE + HUGE),
+    ("login", "username", UNSTORABLE + HUGE),
+    ("login", "password", UNSTORABLE + HUGE),
+    ("create_product", "name", UNSTORABLE + CONTROL + HUGE),
+    ("patch_product", "name", UNSTORABLE + CONTROL + HUGE),
+    ("create_branch", "name", UNSTORABLE + CONTROL + HUGE),
+]
 BAD_FIELDS = (
     [
         ("register_tenants", "tenant_names", v)
@@ -64,7 +82,15 @@ BAD_FIELDS = (
     + [("create_branch", "name", v) for v in BAD_NAMES]
     + [(route, field, 1) for route in ROUTES for field in ("unknown", "id", "is_admin")]
     + [("patch_product", field, 2) for field in ("branch_id", "deleted_at", "created_at")]
+    + [(route, field, value) for route, field, values in TEXT_FIELDS for value in values]
+    # An unknown field's name is text too.
+    + [(route, "nul\x00key", 1) for route in ROUTES]
 )
+
+
+@pytest.fixture
+def app(app_on_each_database):
+    return app_on_each_database
 
 
 @pytest.fixture

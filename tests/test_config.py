@@ -2,13 +2,19 @@
 
 import logging
 import os
+import re
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
 from app import create_app
 from app.extensions import db
 from app.models import Branch, Product, Tenant, User
-from config import DevelopmentConfig, ProductionConfig, TestingConfig, load_config
+from config import ConfigError, DevelopmentConfig, ProductionConfig, TestingConfig, load_config
+
+ROOT = Path(__file__).resolve().parent.parent
 
 REQUIRED = ("SECRET_KEY", "DATABASE_URL", "REDIS_URL", "ADMIN_TOKEN")
 
@@ -76,12 +82,17 @@ def test_development_runs_on_defaults_and_says_so(caplog):
         assert client.ping() and client.eval("return 1", 0) == 1
 
 
-def test_development_without_admin_token_leaves_administration_open():
-    app = create_app(DevelopmentConfig({"DATABASE_URL": "sqlite://"}))
-    with app.app_context():
-        db.create_all()
-    response = app.test_client().post("/register_tenants", json={"tenant_names": ["dev"]})
-    assert response.status_code == 201
+def test_development_without_admin_token_opens_administration_to_this_machine_only(make_app):
+    app = make_app(DevelopmentConfig)
+    client = app.test_client()
+
+    def register_tenant(name, address):
+        body = {"tenant_names": [name]}
+        return client.post("/register_tenants", json=body, environ_base={"REMOTE_ADDR": address})
+
+    assert register_tenant("local", "127.0.0.1").status_code == 201
+    assert register_tenant("local6", "::1").status_code == 201
+    assert register_tenant("remote", "192.0.2.7").status_code == 403
 
 
 def test_development_with_admin_token_requires_it(caplog):
@@ -93,10 +104,39 @@ def test_development_with_admin_token_requires_it(caplog):
     assert response.status_code == 403
 
 
-def test_load_config_picks_the_environment():
-    assert type(load_config({})) is DevelopmentConfig
+def test_load_config_picks_the_environment(production_env):
     assert type(load_config({"APP_ENV": "testing"})) is TestingConfig
     assert type(load_config({"APP_ENV": "development"})) is DevelopmentConfig
+    del production_env["APP_ENV"]
+    assert type(load_config(production_env)) is ProductionConfig
+
+
+def test_a_forgotten_app_env_is_production_and_refuses_to_start_without_its_secrets(tmp_path):
+    env = {"DATABASE_URL": f"sqlite:///{tmp_path / 'x.db'}", "REDIS_URL": "redis://127.0.0.1:1/0"}
+    with pytest.raises(ConfigError) as refused:
+        load_config(env)
+    message = str(refused.value)
+    assert "SECRET_KEY" in message and "ADMIN_TOKEN" in message and "\n" not in message
+
+
+def test_every_variable_at_fault_is_named_at_once():
+    with pytest.raises(ConfigError) as refused:
+        load_config({"SECRET_KEY": "short", "SESSION_IDLE_TIMEOUT": "ten"})
+    message = str(refused.value)
+    for name in ("SECRET_KEY", "DATABASE_URL", "REDIS_URL", "ADMIN_TOKEN", "SESSION_IDLE_TIMEOUT"):
+        assert name in message
+
+
+def test_testing_has_no_secret_a_server_would_accept_from_the_source():
+    code = "from config import TestingConfig; c = TestingConfig(); print(c.ADMIN_TOKEN, c.SECRET_KEY)"
+    runs = [
+        subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+        for _ in range(2)
+    ]
+    first, second = (run.stdout.split() for run in runs)
+    assert first[0] != second[0] and first[1] != second[1]
+    source = (ROOT / "config.py").read_text()
+    assert all(len(secret) >= 32 and secret not in source for secret in first)
 
 
 @pytest.mark.parametrize("name", ["staging", "Production", "prod"])
@@ -141,7 +181,8 @@ def test_seed_demo_is_idempotent_and_prints_logins(app, runner):
     assert second.exit_code == 0, second.output
     assert row_counts(app) == counts
     for login in ("demo_manager / manager-pass-123", "demo_customer / customer-pass-123"):
-        assert login in first.output and login in second.output
+        assert login in first.output
+    assert "demo_manager / (existed already; password unchanged)" in second.output
 
 
 def test_seeded_logins_work(app, runner):
@@ -152,3 +193,22 @@ def test_seeded_logins_work(app, runner):
     assert response.status_code == 200
     assert client.get("/me").json["role"] == "manager"
     assert len(client.get("/products").json["products"]) == 4
+
+
+@pytest.mark.redis
+def test_seed_demo_in_production_makes_passwords_nobody_knows(production_env, redis_server):
+    production_env["REDIS_URL"] = redis_server.url
+    app = create_app(load_config(production_env))
+    with app.app_context():
+        db.create_all()
+    output = app.test_cli_runner().invoke(args=["seed-demo"]).output
+    assert "manager-pass-123" not in output and "customer-pass-123" not in output
+    assert "shown this once" in output
+    password = re.search(r"demo_manager / (\S+)", output).group(1)
+    client = app.test_client()
+    known = client.post("/login", json={"username": "demo_manager", "password": "manager-pass-123"})
+    assert known.status_code == 401
+    assert client.post("/login", json={"username": "demo_manager", "password": password}).status_code == 200
+    again = app.test_cli_runner().invoke(args=["seed-demo"]).output
+    assert password not in again
+    app.extensions["redis"].close()

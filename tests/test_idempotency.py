@@ -69,7 +69,7 @@ def test_without_a_key_every_request_buys(app, shop):
     assert counts(app, product_id) == (2, 8)
 
 
-@pytest.mark.parametrize("key", ["", "k" * 256])
+@pytest.mark.parametrize("key", ["", "k" * 256, "nul\x00", "bell\x07", "\u00e9t\u00e9"])
 def test_key_length_is_validated(app, shop, key):
     response = buy(shop["customer"], shop["product"]["id"], 1, key=key)
     assert response.status_code == 422

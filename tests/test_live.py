@@ -263,6 +263,7 @@ def test_connections_killed_while_idle_are_replaced_before_use(live_app, live_st
 
 
 def test_a_sale_cut_off_mid_call_is_a_503_and_changes_nothing(live_app, live_store, postgres_url):
+    live_app.config["DATABASE_LOCK_TIMEOUT_MS"] = 10_000  # the sale waits on purpose, to be cut off
     client, product = alice_with_tea(live_store)
     body = {"product_id": product["id"], "quantity": 1}
     admin_url = postgres_url.replace("postgresql+psycopg://", "postgresql://", 1)
@@ -301,14 +302,15 @@ def test_a_sale_cut_off_mid_call_is_a_503_and_changes_nothing(live_app, live_sto
 
 def test_a_username_taken_by_a_concurrent_registration_is_a_409(live_app, live_store, postgres_url):
     """The unique index, not only the check before it, decides: a lost race is a 409, not a 500."""
+    live_app.config["DATABASE_LOCK_TIMEOUT_MS"] = 10_000  # the race is held open on purpose
     branch_id = live_store.tenant("acme")["branches"][0]["id"]
     url = postgres_url.replace("postgresql+psycopg://", "postgresql://", 1)
     body = {"username": "ALICE", "password": "password123", "branch_id": branch_id}
     with psycopg.connect(url) as other:
         # Not yet committed: the registration's check cannot see it; its insert waits on the index.
         other.execute(
-            "INSERT INTO users (username, password_hash, role, branch_id, created_at)"
-            " VALUES ('alice', 'x', 'customer', %s, now())",
+            "INSERT INTO users (username, username_key, password_hash, role, branch_id, created_at)"
+            " VALUES ('alice', 'alice', 'x', 'customer', %s, now())",
             (branch_id,),
         )
         with ThreadPoolExecutor(max_workers=1) as pool:

@@ -54,10 +54,12 @@ INSERT INTO products (id, branch_id, name, price_cents, stock, created_at, updat
 SALES = {"sold": (1, 2), "out_of_stock": (1, 50), "not_found": (99, 1)}
 
 
-def sell(key: str) -> tuple:
+def sell(key: str, *more) -> tuple:
+    """A call of store_purchase(), with the arguments a revision's version adds after the first seven."""
     product_id, quantity = SALES[key]
+    extra = "".join(f", {value}" for value in more)
     row = db.session.execute(
-        text("SELECT * FROM store_purchase(1, 1, 1, :product, :quantity, :key, 'hash')"),
+        text(f"SELECT * FROM store_purchase(1, 1, 1, :product, :quantity, :key, 'hash'{extra})"),
         {"product": product_id, "quantity": quantity, "key": key},
     ).one()
     db.session.commit()
@@ -80,7 +82,7 @@ def test_kept_answers_survive_the_outcome_migration_both_ways():
             kept = db.session.execute(text("SELECT key, outcome FROM idempotency_keys ORDER BY id")).all()
             assert [tuple(row) for row in kept] == [(key, key) for key in SALES]
             for key in SALES:
-                outcome, replayed, purchase_id, *_ = sell(key)
+                outcome, replayed, purchase_id, *_ = sell(key, 500)
                 assert (outcome, replayed, purchase_id) == (key, True, first[key][3])
 
             flask_migrate.downgrade(revision="5f3a9c1e7b20")
@@ -89,6 +91,37 @@ def test_kept_answers_survive_the_outcome_migration_both_ways():
             assert [row[0] for row in replays] == ["replayed"] * 3
             assert [row[1:4] for row in replays] == [row[1:4] for row in first.values()]
             db.session.remove()
+        dispose_engines(app)
+    finally:
+        servers.drop_database(url)
+
+
+def test_names_that_now_read_the_same_stay_valid_and_block_a_third(tmp_path):
+    """Two tenants stored before the names revision that its rule says are one: both stay, the
+    older keeps the name, and nobody can register it again."""
+    url = servers.create_database()
+    try:
+        app = create_app(TestingConfig({"DATABASE_URL": url}))
+        with app.app_context():
+            flask_migrate.upgrade(revision="a41c7e93d0b5")
+            for name in ("Straße", "STRASSE"):
+                db.session.execute(
+                    text("INSERT INTO tenants (name, created_at) VALUES (:n, now())"), {"n": name}
+                )
+            db.session.commit()
+            flask_migrate.upgrade()
+            names = db.session.execute(text("SELECT name, name_key FROM tenants ORDER BY id")).all()
+            assert [tuple(row) for row in names] == [("Straße", "strasse"), ("STRASSE", "strasse#2")]
+            db.session.commit()
+        admin = {"Authorization": f"Bearer {app.config['ADMIN_TOKEN']}"}
+        response = app.test_client().post(
+            "/register_tenants", json={"tenant_names": ["strasse"]}, headers=admin
+        )
+        assert response.status_code == 409
+        with app.app_context():
+            flask_migrate.downgrade(revision="a41c7e93d0b5")
+            assert db.session.execute(text("SELECT count(*) FROM tenants")).scalar() == 2
+            db.session.commit()
         dispose_engines(app)
     finally:
         servers.drop_database(url)

@@ -162,6 +162,7 @@ class PriceChangeInFlight:
 def test_a_sale_records_the_price_committed_while_it_waited_for_the_stock(app, shop):
     """No earlier read of the product is trusted: the price is read where the stock is taken."""
     customer, product_id = shop["customer"], shop["product"]["id"]
+    app.config["DATABASE_LOCK_TIMEOUT_MS"] = 10_000  # the sale waits on purpose
     change = PriceChangeInFlight(app, product_id, 999)
     with ThreadPoolExecutor(max_workers=1) as pool:
         buying = pool.submit(customer.post, "/purchase", json={"product_id": product_id, "quantity": 2})

@@ -98,8 +98,13 @@ class Caller:
 @pytest.fixture
 def caller(app, store, admin):
     # The fuzzer sends many wrong passwords; the limits themselves are tested in test_accounts.
-    app.config["LOGIN_LIMIT_PER_USERNAME"] = "100000 per minute"
-    app.config["LOGIN_LIMIT_PER_ADDRESS"] = "100000 per minute"
+    for setting in (
+        "LOGIN_LIMIT_PER_USERNAME",
+        "LOGIN_LIMIT_PER_USERNAME_AND_ADDRESS",
+        "LOGIN_LIMIT_PER_ADDRESS",
+        "REGISTER_LIMIT_PER_ADDRESS",
+    ):
+        app.config[setting] = "100000 per minute"
     return Caller(app, store, admin)
 
 

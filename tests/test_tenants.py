@@ -111,3 +111,29 @@ def test_logged_in_manager_is_not_an_administrator(shop):
     assert manager.post("/register_tenants", json={"tenant_names": ["evil"]}).status_code == 403
     response = manager.post("/branches", json={"tenant_id": shop["tenant_id"], "name": "annex"})
     assert response.status_code == 403
+
+
+@pytest.fixture
+def app_both(app_on_each_database):
+    return app_on_each_database
+
+
+@pytest.mark.parametrize(
+    "first, second",
+    [("Straße-co", "STRASSE-CO"), ("acme", "ａｃｍｅ"), ("ﬁne", "FINE"), ("Ⅻ", "xii")],
+    ids=["sharp s", "full-width", "ligature", "roman numeral"],
+)
+def test_names_that_read_the_same_are_the_same_tenant_and_branch(app_both, first, second):
+    client, admin = app_both.test_client(), {"Authorization": f"Bearer {app_both.config['ADMIN_TOKEN']}"}
+    assert register(client, [first], admin).status_code == 201
+    before = counts(app_both)
+    assert register(client, [second], admin).status_code == 409
+    assert register(client, ["other", second.upper()], admin).status_code == 409
+    tenant_id = register(client, ["branchy"], admin).json["tenants"][0]["id"]
+    assert (
+        client.post("/branches", json={"tenant_id": tenant_id, "name": first}, headers=admin).status_code
+        == 201
+    )
+    taken = client.post("/branches", json={"tenant_id": tenant_id, "name": second}, headers=admin)
+    assert taken.status_code == 409
+    assert counts(app_both) == (before[0] + 1, before[1] + 2)

@@ -36,6 +36,23 @@ class Breaker:
             self.stalled = isinstance(error, RedisTimeoutError)
             raise
 
+    @contextmanager
+    def trial(self):
+        """Try Redis even while the breaker is open, and close it if Redis answers.
+
+        For readiness, which reports Redis as it is now: a probe must not be told "down" for
+        the rest of a pause that Redis has already ended, and its success lets every other
+        call through again at once.
+        """
+        try:
+            yield
+        except (RedisConnectionError, RedisTimeoutError) as error:
+            self.open_until = time.monotonic() + self.cooldown
+            self.stalled = isinstance(error, RedisTimeoutError)
+            raise
+        self.open_until = 0.0
+        self.stalled = False
+
     def check_not_stalled(self) -> None:
         """Raise at once while Redis is known to be stalled: its last call timed out."""
         if self.stalled and time.monotonic() < self.open_until:
@@ -64,6 +81,11 @@ class GuardedRedis(Redis):
     def execute_command(self, *args, **options):
         with self.breaker.guard():
             return super().execute_command(*args, **options)
+
+    def ping_now(self) -> bool:
+        """PING past an open breaker (see Breaker.trial)."""
+        with self.breaker.trial():
+            return super().execute_command("PING")
 
     def pipeline(self, transaction: bool = True, shard_hint=None) -> GuardedPipeline:
         pipe = GuardedPipeline(self.connection_pool, self.response_callbacks, transaction, shard_hint)

@@ -22,6 +22,9 @@ log = logging.getLogger(__name__)
 # Bounds what a missed invalidation (Redis unreachable right after a write) can leave stale.
 TTL_SECONDS = 60
 WRITTEN = "written"
+# Pages kept per branch: each distinct limit and cursor a client asks for is a field, so a
+# client could otherwise grow the hash without end. Reads past the bound go to the database.
+PAGES_PER_BRANCH = 256
 
 
 # The one way a branch's pages are dropped: the hash is emptied and marked written, never
@@ -56,11 +59,14 @@ def cached_page(branch_id: int, limit: int, after: int | None, build: Callable[[
     with client.pipeline(transaction=True) as pipe:
         pipe.watch(key)
         page = build()
-        pipe.multi()
-        pipe.hset(key, field, page)
-        pipe.expire(key, TTL_SECONDS)
+        # WatchError: the hash changed meanwhile, or (as redis-py reports it) the connection was
+        # lost while watching. Either way the page is answered, and not kept.
         with suppress(WatchError):
-            pipe.execute()
+            if pipe.hlen(key) <= PAGES_PER_BRANCH:
+                pipe.multi()
+                pipe.hset(key, field, page)
+                pipe.expire(key, TTL_SECONDS)
+                pipe.execute()
     return page
 
 

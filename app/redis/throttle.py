@@ -1,9 +1,8 @@
-"""The login throttle: failed logins counted per client address and per username.
+"""The throttle: failed logins and registrations, counted per client address and per username.
 
 Counted with the `limits` library's fixed windows, in Redis so that every worker sees them.
 While Redis is unreachable they are kept in this process's memory instead: limits weaken
-(each worker counts alone) but do not vanish. Only failures count, and a request is refused
-while any of its windows is full.
+(each worker counts alone) but do not vanish.
 """
 
 import logging
@@ -16,6 +15,7 @@ from limits.storage import MemoryStorage, Storage
 from limits.strategies import FixedWindowRateLimiter
 from redis.exceptions import RedisError
 
+from ..names import name_key
 from .client import GuardedRedis
 
 log = logging.getLogger(__name__)
@@ -99,32 +99,56 @@ def _limits(setting: str) -> list[RateLimitItem]:
     return parse_many(setting)
 
 
-class LoginThrottle:
-    """Failed logins per client address (LOGIN_LIMIT_PER_ADDRESS) and per username
-    (LOGIN_LIMIT_PER_USERNAME), whatever its case."""
+# Windows, as (setting naming their limits, what they count by).
+Windows = list[tuple[str, tuple[str, ...]]]
+
+
+class Throttle:
+    """Counted attempts in fixed windows; an attempt is refused while any of its windows is full.
+
+    Refused attempts are not counted, so a client held back cannot keep a window full.
+    """
 
     def __init__(self, client: GuardedRedis):
         self.limiter = FixedWindowRateLimiter(Counters(client))
 
-    def _windows(self, username: str):
+    def _items(self, windows: Windows):
         config = current_app.config
-        address = client_address()
-        for item in _limits(config["LOGIN_LIMIT_PER_ADDRESS"]):
-            yield item, ("login-address", address)
-        for item in _limits(config["LOGIN_LIMIT_PER_USERNAME"]):
-            yield item, ("login-username", username.lower())
+        for setting, identifiers in windows:
+            for item in _limits(config[setting]):
+                yield item, identifiers
 
-    def check(self, username: str) -> None:
-        """Raise TooManyAttempts while a window of this caller or username is full."""
-        for item, identifiers in self._windows(username):
+    def check(self, windows: Windows) -> None:
+        """Raise TooManyAttempts while one of the windows is full."""
+        for item, identifiers in self._items(windows):
             if not self.limiter.test(item, *identifiers):
                 reset = self.limiter.get_window_stats(item, *identifiers).reset_time
                 raise TooManyAttempts(max(1, int(reset - time.time())))
 
-    def failed(self, username: str) -> None:
-        """Count a failed login in every window."""
-        for item, identifiers in self._windows(username):
+    def count(self, windows: Windows) -> None:
+        for item, identifiers in self._items(windows):
             self.limiter.hit(item, *identifiers)
+
+
+def login_windows(username: str) -> Windows:
+    """Failed logins: per client address whatever the username, per username from that address,
+    and per username from everywhere.
+
+    The last is looser than twice the one before (fixed windows let one address fill two of
+    them back to back), so failures from one address never lock the user out elsewhere; it still
+    stops a guess spread over many addresses, by refusing the username everywhere while it holds.
+    """
+    address, username = client_address(), name_key(username)
+    return [
+        ("LOGIN_LIMIT_PER_ADDRESS", ("login-address", address)),
+        ("LOGIN_LIMIT_PER_USERNAME_AND_ADDRESS", ("login-username-address", username, address)),
+        ("LOGIN_LIMIT_PER_USERNAME", ("login-username", username)),
+    ]
+
+
+def registration_windows() -> Windows:
+    """Registrations per client address: each costs a password hash, and makes an account."""
+    return [("REGISTER_LIMIT_PER_ADDRESS", ("register-address", client_address()))]
 
 
 def client_address() -> str:
@@ -132,5 +156,5 @@ def client_address() -> str:
     return request.remote_addr or "unknown"
 
 
-def login_throttle() -> LoginThrottle:
-    return current_app.extensions["login_throttle"]
+def throttle() -> Throttle:
+    return current_app.extensions["throttle"]

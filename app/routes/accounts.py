@@ -10,8 +10,8 @@ from ..errors import commit_or_conflict
 from ..extensions import db
 from ..models import ROLES, Branch, Tenant, User
 from ..parsing import JsonParser
-from ..redis.throttle import login_throttle
-from ..schemas import MessageOut, id_field
+from ..redis.throttle import login_windows, registration_windows, throttle
+from ..schemas import MessageOut, id_field, text_field
 
 bp = APIBlueprint("accounts", __name__, tag="Accounts")
 
@@ -21,7 +21,7 @@ USERNAME = validators.Regexp(r"^[A-Za-z0-9_.@-]{3,64}(?!\n)$", error="3 to 64 of
 
 class RegisterIn(Schema):
     username = fields.String(required=True, validate=USERNAME)
-    password = fields.String(required=True, validate=validators.Length(min=8, max=128))
+    password = text_field(8, 128, required=True)
     branch_id = id_field(required=True)
     role = fields.String(validate=validators.OneOf(ROLES), metadata={"description": "Administrator only."})
 
@@ -32,8 +32,8 @@ class RegisteredOut(Schema):
 
 
 class LoginIn(Schema):
-    username = fields.String(required=True, validate=validators.Length(min=1, max=64))
-    password = fields.String(required=True, validate=validators.Length(min=1, max=128))
+    username = text_field(1, 64, required=True)
+    password = text_field(1, 128, required=True)
 
 
 class LoginOut(Schema):
@@ -60,12 +60,17 @@ class MeOut(Schema):
         403: "role given without the administrator token",
         404: "Branch not found",
         409: "Username taken",
+        429: "Too many registrations from this address",
     }
 )
 def register_user(json_data):
     """Register a user in a branch; only the administrator may choose a role."""
-    if "role" in json_data and not is_admin():
+    admin = is_admin()
+    if "role" in json_data and not admin:
         abort(403, "Only the administrator may set a role")
+    if not admin:
+        throttle().check(registration_windows())
+        throttle().count(registration_windows())
     branch = get_branch(json_data["branch_id"])
     if find_user(json_data["username"]) is not None:
         abort(409, "Username taken")
@@ -81,11 +86,11 @@ def register_user(json_data):
 @bp.doc(responses={401: "Invalid credentials", 429: "Too many failed logins"})
 def login(json_data):
     """Log in: the session is replaced by a new one holding the user and branch."""
-    username, throttle = json_data["username"], login_throttle()
-    throttle.check(username)
-    user = find_user(username)
+    windows = login_windows(json_data["username"])
+    throttle().check(windows)
+    user = find_user(json_data["username"])
     if not check_password(user, json_data["password"]):
-        throttle.failed(username)
+        throttle().count(windows)
         abort(401, "Invalid credentials")
     start_session(user.id, user.branch_id, user.branch.tenant_id, user.role)
     return {"message": "Login successful", "user_id": user.id, "branch_id": user.branch_id}

@@ -33,7 +33,11 @@ class IdempotencyHeader(Schema):
     key = fields.String(
         data_key="Idempotency-Key",
         load_default=None,
-        validate=validators.Length(min=1, max=255),
+        # Visible ASCII and spaces: a key is a client's token, kept as text in the database.
+        validate=[
+            validators.Length(min=1, max=255),
+            validators.Regexp(r"\A[\x20-\x7e]*\Z", error="Printable ASCII characters only."),
+        ],
         metadata={"description": "Retry-safe: the same key and body replay the first answer."},
     )
 

@@ -1,12 +1,13 @@
 """Platform administration: tenants and their branches."""
 
 from apiflask import APIBlueprint, Schema, abort, fields, validators
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from ..access import admin_required
 from ..errors import commit_or_conflict
 from ..extensions import db
 from ..models import Branch, Tenant
+from ..names import name_key
 from ..parsing import JsonParser
 from ..schemas import id_field, name_field
 
@@ -52,10 +53,10 @@ class BranchCreatedOut(BranchOut):
 def register_tenants(json_data):
     """Register tenants, each with a default branch named main."""
     names = json_data["tenant_names"]
-    folded = [name.lower() for name in names]
-    if len(set(folded)) != len(folded):
+    keys = [name_key(name) for name in names]
+    if len(set(keys)) != len(keys):
         abort(409, "Tenant names repeat in the request")
-    taken = db.session.scalars(select(Tenant.name).where(func.lower(Tenant.name).in_(folded))).all()
+    taken = db.session.scalars(select(Tenant.name).where(Tenant.name_key.in_(keys))).all()
     if taken:
         abort(409, f"Tenant name taken: {taken[0]}")
     tenants = [Tenant(name=name, branches=[Branch(name=DEFAULT_BRANCH)]) for name in names]
@@ -76,7 +77,7 @@ def create_branch(json_data):
         abort(404, "Tenant not found")
     name = json_data["name"]
     taken = db.session.scalar(
-        select(Branch.id).where(Branch.tenant_id == tenant.id, func.lower(Branch.name) == name.lower())
+        select(Branch.id).where(Branch.tenant_id == tenant.id, Branch.name_key == name_key(name))
     )
     if taken is not None:
         abort(409, "Branch name taken in this tenant")

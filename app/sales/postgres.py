@@ -4,13 +4,15 @@ The function (migrations a41c7e93d0b5) runs the same steps as app/sales/steps.py
 purchase tests run against both.
 """
 
+from flask import current_app
+
 from ..database import call
 from ..money import from_cents
 from .sale import Outcome, Receipt, Sale, SaleResult
 
 STORE_PURCHASE = (
     "SELECT * FROM store_purchase(%(user_id)s, %(tenant_id)s, %(branch_id)s, %(product_id)s, "
-    "%(quantity)s, %(key)s, %(hash)s)"
+    "%(quantity)s, %(key)s, %(hash)s, %(lock_timeout_ms)s)"
 )
 
 
@@ -24,6 +26,7 @@ def sell_in_one_call(sale: Sale) -> SaleResult:
         "quantity": sale.quantity,
         "key": sale.key,
         "hash": sale.fingerprint,
+        "lock_timeout_ms": current_app.config["DATABASE_LOCK_TIMEOUT_MS"],
     }
     row = call(STORE_PURCHASE, params)
     outcome, replayed, purchase_id, product_id, quantity, unit_cents, total_cents = row

@@ -34,6 +34,7 @@ CREATE FUNCTION store_purchase(
     wanted_quantity integer,
     idempotency_key text,
     body_hash text,
+    lock_timeout_ms integer,
     OUT outcome text,
     OUT replayed boolean,
     OUT purchase_id integer,
@@ -48,6 +49,9 @@ DECLARE
     kept idempotency_keys%ROWTYPE;
     sold_name varchar;
 BEGIN
+    -- A row or table another transaction holds is waited for this long at most: the caller
+    -- answers 503 rather than hang. Local to this call's transaction.
+    PERFORM set_config('lock_timeout', lock_timeout_ms || 'ms', true);
     replayed := false;
     IF idempotency_key IS NOT NULL THEN
         -- Held until the transaction ends: a concurrent request with the key is told at
