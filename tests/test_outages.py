@@ -169,13 +169,13 @@ def test_every_route_answers_2xx_or_a_quick_503(shop, fault, method, path, calle
 
 
 @pytest.mark.parametrize("fault", FAULTS)
-def test_ready_again_within_two_seconds_of_the_part_answering(shop, fault):
+def test_ready_again_as_soon_as_the_part_answers(shop, fault):
+    """Readiness tries each part as it is now: no breaker's memory of the outage keeps the
+    instance out of rotation once the part answers (the contract allows two seconds)."""
     with shop.fault(fault):
-        during = shop.call("GET", "/health/ready", "anonymous")
-    ended = time.monotonic()
-    assert during.status_code == (200 if fault == "database locked" else 503)
-    while (after := shop.call("GET", "/health/ready", "anonymous")).status_code != 200:
-        assert time.monotonic() - ended < 2.0, after.json
-        time.sleep(0.05)
-    assert after.json == {"status": "ok", "redis": "ok", "database": "ok"}
-    assert time.monotonic() - ended < 2.0
+        during = [shop.call("GET", "/health/ready", "anonymous") for _ in range(3)]
+    assert [r.status_code for r in during] == [200 if fault == "database locked" else 503] * 3
+    after = shop.call("GET", "/health/ready", "anonymous")
+    assert after.status_code == 200 and after.json == {"status": "ok", "redis": "ok", "database": "ok"}
+    # And the service itself is back as soon (a Redis restarted empty has forgotten the session).
+    assert shop.call("GET", "/me", "customer").status_code == (401 if fault == "redis killed" else 200)
