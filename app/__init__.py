@@ -15,6 +15,7 @@ from .redis import client as redis_client
 from .redis.pending import SendAhead
 from .redis.sessions import StoreSessionInterface
 from .redis.throttle import Throttle
+from .redis.user_sessions import UserSessions
 from .routes import register_routes
 from .routes.catalogue import page_read_with_session
 
@@ -74,5 +75,6 @@ def register_redis(app: APIFlask) -> None:
     app.extensions["redis"] = client
     app.extensions["throttle"] = Throttle(client)
     app.session_interface = StoreSessionInterface(app, client)
+    app.extensions["user_sessions"] = UserSessions(app.session_interface, app.config["SECRET_KEY"])
     app.wsgi_app = SendAhead(app.wsgi_app, client, app.session_interface)
     app.wsgi_app.with_session["GET", "/products"] = page_read_with_session

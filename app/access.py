@@ -14,7 +14,8 @@ from flask import current_app, request, session
 from sqlalchemy import Select, select
 
 from .extensions import db
-from .models import Branch, Product, Purchase
+from .models import Branch, Product, Purchase, User
+from .redis.user_sessions import user_sessions
 from .schemas import MAX_ID
 
 
@@ -55,10 +56,20 @@ class Identity:
 
 
 def start_session(user_id: int, branch_id: int, tenant_id: int, role: str) -> None:
-    """Replace whatever session the client had with a fresh one for this user."""
-    session.clear()
+    """Replace whatever session the client had with a fresh one for this user, known to Redis
+    as one of the user's sessions from now on (UserSessions.create)."""
+    end_session()
     session.update(user_id=user_id, branch_id=branch_id, tenant_id=tenant_id, role=role)
     current_app.session_interface.regenerate(session)
+    user_sessions().create(session)
+
+
+def end_session() -> None:
+    """End the request's session, if it has one: its key is deleted as the response is made."""
+    user_id = session.get("user_id")
+    if user_id is not None:
+        user_sessions().forget(user_id, session.sid)
+    session.clear()
 
 
 def current_identity() -> Identity | None:
@@ -93,6 +104,27 @@ def is_admin() -> bool:
     header = request.headers.get("Authorization", "")
     scheme, _, given = header.partition(" ")
     return scheme.lower() == "bearer" and hmac.compare_digest(given.encode(), token.encode())
+
+
+def manager_or_admin(refusal: str):
+    """Let managers act within their own branch and the administrator anywhere; customers get
+    403 with `refusal`. The view receives the scope it may act in: InBranch or EVERYWHERE."""
+
+    def decorator(view):
+        @wraps(view)
+        def wrapper(*args, **kwargs):
+            identity = current_identity()
+            if identity is not None:
+                if not identity.is_manager:
+                    abort(403, refusal)
+                return view(identity.scope, *args, **kwargs)
+            if is_admin():
+                return view(EVERYWHERE, *args, **kwargs)
+            abort(401, "User not logged in")
+
+        return wrapper
+
+    return decorator
 
 
 def admin_required(view):
@@ -136,6 +168,22 @@ def get_product(product_id: int, scope: Scope) -> Product:
     if product is None:
         abort(404, "Product not found")
     return product
+
+
+def get_user(user_id: int, scope: Scope) -> User:
+    """A user within the scope who is not deleted; anything else is the same 404."""
+    if not 1 <= user_id <= MAX_ID:
+        abort(404, "User not found")
+    query = scoped(select(User).where(User.id == user_id, User.deleted_at.is_(None)), User.branch_id, scope)
+    user = db.session.scalar(query)
+    if user is None:
+        abort(404, "User not found")
+    return user
+
+
+def users(scope: Scope) -> Select:
+    """Users within the scope who are not deleted."""
+    return scoped(select(User).where(User.deleted_at.is_(None)), User.branch_id, scope)
 
 
 def get_branch(branch_id: int) -> Branch:

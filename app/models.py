@@ -11,6 +11,7 @@ from sqlalchemy import (
     Index,
     String,
     UniqueConstraint,
+    true,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship, validates
 from sqlalchemy.types import TypeDecorator
@@ -99,9 +100,17 @@ class User(db.Model):
     password_hash: Mapped[str] = mapped_column(String(255))
     role: Mapped[str] = mapped_column(String(16), default="customer")
     branch_id: Mapped[int] = mapped_column(ForeignKey("branches.id"), index=True)
+    # A disabled user cannot log in; a deleted one neither, and stays so that their purchases
+    # keep their user_id and their username stays taken.
+    active: Mapped[bool] = mapped_column(default=True, server_default=true())
+    deleted_at: Mapped[datetime | None] = mapped_column(Timestamp)
     created_at: Mapped[datetime] = mapped_column(Timestamp, default=now_utc)
 
     branch: Mapped[Branch] = relationship()
+
+    @property
+    def can_log_in(self) -> bool:
+        return self.active and self.deleted_at is None
 
     @validates("username")
     def _keep_key(self, _, username: str) -> str:

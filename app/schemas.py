@@ -58,6 +58,15 @@ def text_field(min_length: int, max_length: int, **kwargs) -> fields.String:
     )
 
 
+class StrictBoolean(fields.Boolean):
+    """true or false, and nothing that merely reads as one ("true", 1)."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if not isinstance(value, bool):
+            raise ValidationError("Must be true or false.")
+        return value
+
+
 class MoneyField(fields.Decimal):
     """A JSON number with at most two decimals, kept exact (app.money)."""
 

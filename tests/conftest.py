@@ -1,6 +1,8 @@
 """Fixtures: a fresh app, database and Redis per test, and a client that speaks the store's API."""
 
 import itertools
+import shutil
+import subprocess
 
 import flask_migrate
 import pytest
@@ -188,3 +190,22 @@ def app_on_each_database(request):
 @pytest.fixture
 def live_store(live_app):
     return Store(live_app, {"Authorization": f"Bearer {live_app.config['ADMIN_TOKEN']}"})
+
+
+@pytest.fixture
+def checkout(tmp_path):
+    """A copy of the checkout (its files git knows or would add), using this run's virtualenv."""
+    files = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+        cwd=servers.ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    for name in files.stdout.splitlines():
+        target = tmp_path / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if (servers.ROOT / name).is_file():
+            shutil.copy2(servers.ROOT / name, target)
+    (tmp_path / ".venv").symlink_to(servers.ROOT / ".venv")
+    return tmp_path

@@ -28,6 +28,14 @@ ROUTES = {
     "patch_product": ("manager", "PATCH", "/products/1", {"name": "Tea", "price": 1.5, "stock": 3}),
     "purchase": ("customer", "POST", "/purchase", {"product_id": 1, "quantity": 1}),
     "create_branch": ("admin", "POST", "/branches", {"tenant_id": 1, "name": "north"}),
+    # The shop's customer is user 2.
+    "patch_user": ("admin", "PATCH", "/users/2", {"active": True, "role": "customer"}),
+    "change_password": (
+        "customer",
+        "POST",
+        "/me/password",
+        {"current_password": "password123", "new_password": "password456"},
+    ),
 }
 BAD_IDS = [DROP, None, "1", True, 1.0, 1.5, 0, -1, 2**40, [1], {"id": 1}]
 BAD_NAMES = [DROP, None, "", "   ", "x" * 101, 5, True, ["Tea"]]
@@ -47,6 +55,8 @@ TEXT_FIELDS = [
     ("create_product", "name", UNSTORABLE + CONTROL + HUGE),
     ("patch_product", "name", UNSTORABLE + CONTROL + HUGE),
     ("create_branch", "name", UNSTORABLE + CONTROL + HUGE),
+    ("change_password", "current_password", UNSTORABLE + HUGE),
+    ("change_password", "new_password", UNSTORABLE + HUGE),
 ]
 BAD_FIELDS = (
     [
@@ -83,6 +93,15 @@ BAD_FIELDS = (
     + [(route, field, 1) for route in ROUTES for field in ("unknown", "id", "is_admin")]
     + [("patch_product", field, 2) for field in ("branch_id", "deleted_at", "created_at")]
     + [(route, field, value) for route, field, values in TEXT_FIELDS for value in values]
+    + [("patch_user", "active", v) for v in [None, "true", 1, 0, [True]]]
+    + [("patch_user", "role", v) for v in [None, "admin", "", 1]]
+    + [("patch_user", field, 1) for field in ("username", "password_hash", "branch_id", "deleted_at")]
+    + [
+        ("change_password", field, v)
+        for field in ("current_password", "new_password")
+        for v in [DROP, None, "", 5]
+    ]
+    + [("change_password", "new_password", v) for v in ["short12", "x" * 129]]
     # An unknown field's name is text too.
     + [(route, "nul\x00key", 1) for route in ROUTES]
 )

@@ -8,7 +8,6 @@ reader chooses (role, database, password, port) are made unique to this run.
 import json
 import re
 import secrets
-import shutil
 import subprocess
 import time
 import uuid
@@ -34,25 +33,6 @@ def commands(block: str) -> list[str]:
     """The block's commands, a line each, with backslash continuations joined."""
     joined = block.replace("\\\n", " ")
     return [line.strip() for line in joined.splitlines() if line.strip() and not line.strip().startswith("#")]
-
-
-@pytest.fixture
-def checkout(tmp_path):
-    """A copy of the checkout (its files git knows or would add), using this run's virtualenv."""
-    files = subprocess.run(
-        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    for name in files.stdout.splitlines():
-        target = tmp_path / name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if (ROOT / name).is_file():
-            shutil.copy2(ROOT / name, target)
-    (tmp_path / ".venv").symlink_to(ROOT / ".venv")
-    return tmp_path
 
 
 def test_the_readme_deploy_steps_work_as_written(checkout, own_redis):

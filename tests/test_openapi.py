@@ -16,6 +16,8 @@ WITH_BODY = {
     ("/branches", "post"),
     ("/products", "post"),
     ("/products/{product_id}", "patch"),
+    ("/users/{user_id}", "patch"),
+    ("/me/password", "post"),
 }
 # Failures the contract names for each route.
 FAILURES = {
@@ -33,6 +35,13 @@ FAILURES = {
     ("/purchases", "get"): {"401", "422"},
     ("/stats/top-products", "get"): {"401", "422"},
     ("/health/ready", "get"): {"503"},
+    ("/users", "get"): {"401", "403", "422"},
+    ("/users/{user_id}", "patch"): {"401", "403", "404", "422"},
+    ("/users/{user_id}", "delete"): {"401", "403", "404"},
+    ("/me/password", "post"): {"401", "422"},
+    ("/me/sessions", "get"): {"401"},
+    ("/me/sessions/{handle}", "delete"): {"401", "404"},
+    ("/logout/all", "post"): {"401"},
 }
 
 

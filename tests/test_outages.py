@@ -40,6 +40,13 @@ ROUTES = [
     ("POST", "/purchase", "customer", {"product_id": 1, "quantity": 1}),
     ("GET", "/purchases", "customer", None),
     ("GET", "/stats/top-products", "customer", None),
+    ("GET", "/users", "manager", None),
+    ("PATCH", "/users/1", "manager", {"active": False}),
+    ("DELETE", "/users/1", "manager", None),
+    ("POST", "/me/password", "customer", {"current_password": "password123", "new_password": "another-pass"}),
+    ("GET", "/me/sessions", "customer", None),
+    ("DELETE", "/me/sessions/{other}", "customer", None),
+    ("POST", "/logout/all", "customer", None),
     ("GET", "/health/ready", "anonymous", None),
     ("POST", "/logout", "customer", None),
     ("GET", "/health", "anonymous", None),
@@ -80,8 +87,15 @@ class Shop:
         }
         self.headers = {"admin": store.admin}
         assert self.call("POST", "/purchase", "customer", {"product_id": 1, "quantity": 1}).status_code == 201
+        # Another session of the customer's, for the route that ends one.
+        store.login("alice")
+        others = [
+            s["id"] for s in self.call("GET", "/me/sessions", "customer").json["sessions"] if not s["current"]
+        ]
+        self.other_session = others[0]
 
     def call(self, method, path, caller, body=None):
+        path = path.replace("{other}", getattr(self, "other_session", ""))
         return self.clients[caller].open(path, method=method, json=body, headers=self.headers.get(caller))
 
     @contextmanager
@@ -142,7 +156,12 @@ def shop(live_app, postgres_url, own_redis):
 def test_every_route_is_listed(live_app):
     listed = {(method, path.split("?")[0]) for method, path, *_ in ROUTES}
     served = {
-        (method, re.sub(r"<(?:[^<>:]+:)?[^<>]+>", "1", rule.rule))
+        (
+            method,
+            re.sub(r"<(?:[^<>:]+:)?[^<>]+>", "1", rule.rule).replace(
+                "/me/sessions/1", "/me/sessions/{other}"
+            ),
+        )
         for rule in live_app.url_map.iter_rules()
         if not rule.rule.startswith("/docs/")
         for method in rule.methods - {"HEAD", "OPTIONS"}

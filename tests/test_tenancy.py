@@ -49,6 +49,25 @@ list_products       none      200 200 401 401
 list_purchases      none      200 200 401 401
 top_products        none      200 200 401 401
 me                  none      200 200 401 401
+my_sessions         none      200 200 401 401
+list_users          none      403 200 422 401
+list_users          own       403 200 200 401
+list_users          sibling   403 403 200 401
+list_users          foreign   403 403 200 401
+list_users          missing   403 403 404 401
+disable_user        own       403 200 200 401
+disable_user        sibling   403 404 200 401
+disable_user        foreign   403 404 200 401
+disable_user        missing   403 404 404 401
+change_role         own       403 403 200 401
+change_role         sibling   403 403 200 401
+change_role         foreign   403 403 200 401
+change_role         missing   403 403 404 401
+disable_manager     own       403 403 200 401
+delete_user         own       403 204 204 401
+delete_user         sibling   403 404 204 401
+delete_user         foreign   403 404 204 401
+delete_user         missing   403 404 404 401
 """
 ACTORS = ("customer", "manager", "admin", "anonymous", "forged")
 COLUMN = {"customer": 0, "manager": 1, "admin": 2, "anonymous": 3, "forged": 3}
@@ -74,9 +93,12 @@ class World:
         }
         self.products = {"own": shop["product"]["id"], "missing": MISSING}
         self.viewers = {"own": shop["customer"]}
+        # Users to manage: a customer of each branch, and a second manager of the shop's.
+        self.users = {"own": store.user("own_target", shop["branch_id"]), "missing": MISSING}
+        self.own_manager = store.user("second_manager", shop["branch_id"], role="manager")
         for target in ("sibling", "foreign"):
             self.products[target] = store.product(self.branches[target], f"{target} tea", 3, 10)["id"]
-            store.user(f"{target}_buyer", self.branches[target])
+            self.users[target] = store.user(f"{target}_buyer", self.branches[target])
             self.viewers[target] = store.login(f"{target}_buyer")
         self.clients = {"customer": shop["customer"], "manager": shop["manager"]}
         self.clients |= {actor: app.test_client() for actor in ("admin", "anonymous", "forged")}
@@ -102,6 +124,12 @@ class World:
             "list_purchases": ("GET", "/purchases", None),
             "top_products": ("GET", "/stats/top-products", None),
             "me": ("GET", "/me", None),
+            "my_sessions": ("GET", "/me/sessions", None),
+            "list_users": ("GET", "/users" + (f"?branch_id={branch}" if branch else ""), None),
+            "disable_user": ("PATCH", f"/users/{self.users.get(target)}", {"active": False}),
+            "change_role": ("PATCH", f"/users/{self.users.get(target)}", {"role": "manager"}),
+            "disable_manager": ("PATCH", f"/users/{self.own_manager}", {"active": False}),
+            "delete_user": ("DELETE", f"/users/{self.users.get(target)}", None),
         }[route]
 
     def state(self):

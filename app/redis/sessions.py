@@ -130,12 +130,18 @@ class StoreSessionInterface(RedisSessionInterface):
             super().save_session(app, session, response)
 
     def _upsert_session(self, session_lifetime: timedelta, session, store_id: str) -> None:
+        # Written back only while it exists: a session ended during this request (its user
+        # disabled, logged out everywhere) stays ended. A new one is made by UserSessions.create.
+        data, ttl = self.stored_form(session)
+        self.client.set(store_id, data, ex=ttl, xx=True)
+
+    def stored_form(self, session) -> tuple[bytes, int]:
+        """What is kept in Redis for the session, and for how many seconds."""
         now = int(time.time())
         session.setdefault(CREATED, now)
         session.setdefault(SEEN, now)
         remaining = session[CREATED] + self.absolute_timeout - now
-        ttl = max(1, min(self.idle_timeout, remaining))
-        self.client.set(store_id, self.serializer.encode(session), ex=ttl)
+        return self.serializer.encode(session), max(1, min(self.idle_timeout, remaining))
 
     def get_expiration_time(self, app: Flask, session: ServerSideSession):
         # The cookie lives as long as the absolute timeout; the server decides sooner.

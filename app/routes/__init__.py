@@ -2,11 +2,11 @@
 
 from apiflask import APIFlask
 
-from . import accounts, catalogue, docs, health, purchases, tenants
+from . import accounts, catalogue, docs, health, purchases, sessions, tenants, users
 
 
 def register_routes(app: APIFlask) -> None:
-    for blueprint in (tenants.bp, accounts.bp, catalogue.bp, purchases.bp, health.bp):
+    for blueprint in (tenants.bp, accounts.bp, sessions.bp, users.bp, catalogue.bp, purchases.bp, health.bp):
         app.register_blueprint(blueprint)
     docs.configure(app)
     app.after_request(not_stored)

@@ -4,8 +4,8 @@ from apiflask import APIBlueprint, Schema, abort, fields, validators
 from flask import session
 from sqlalchemy import select
 
-from ..access import Identity, get_branch, is_admin, login_required, start_session
-from ..accounts import check_password, find_user, new_user
+from ..access import Identity, end_session, get_branch, is_admin, login_required, start_session
+from ..accounts import change_password, check_password, find_user, login_state, new_user, who_may_log_in
 from ..errors import commit_or_conflict
 from ..extensions import db
 from ..models import ROLES, Branch, Tenant, User
@@ -88,11 +88,18 @@ def login(json_data):
     """Log in: the session is replaced by a new one holding the user and branch."""
     windows = login_windows(json_data["username"])
     throttle().check(windows)
-    user = find_user(json_data["username"])
+    user = who_may_log_in(find_user(json_data["username"]))
     if not check_password(user, json_data["password"]):
         throttle().count(windows)
         abort(401, "Invalid credentials")
     start_session(user.id, user.branch_id, user.branch.tenant_id, user.role)
+    # A change committed while the password was being checked ended the user's sessions before
+    # this one existed: the user is read again now that it does, and the new state wins.
+    state = login_state(user.id)
+    if state is None or not state[0]:
+        end_session()
+        abort(401, "Invalid credentials")
+    session["role"] = state[1]
     return {"message": "Login successful", "user_id": user.id, "branch_id": user.branch_id}
 
 
@@ -100,8 +107,35 @@ def login(json_data):
 @bp.output(MessageOut)
 def logout():
     """Log out: the server-side session is deleted."""
-    session.clear()
+    end_session()
     return {"message": "Logged out"}
+
+
+class PasswordIn(Schema):
+    current_password = text_field(1, 128, required=True)
+    new_password = text_field(8, 128, required=True)
+
+
+@bp.post("/me/password")
+@login_required
+@JsonParser(PasswordIn).input(bp)
+@bp.output(MessageOut)
+@bp.doc(responses={401: "Not logged in, or the current password is wrong", 429: "Too many failed attempts"})
+def change_my_password(identity: Identity, json_data):
+    """Change the caller's password: every other session ends, and this one goes on under a new id."""
+    user = db.session.get(User, identity.user_id)
+    if user is None or not user.can_log_in:
+        end_session()
+        abort(401, "User not logged in")
+    # A wrong current password counts like a failed login: a stolen session cannot guess it.
+    windows = login_windows(user.username)
+    throttle().check(windows)
+    if not check_password(user, json_data["current_password"]):
+        throttle().count(windows)
+        abort(401, "Invalid credentials")
+    change_password(user, json_data["new_password"], keep_sid=session.sid)
+    start_session(user.id, user.branch_id, identity.tenant_id, user.role)
+    return {"message": "Password changed"}
 
 
 @bp.get("/me")
@@ -110,12 +144,17 @@ def logout():
 @bp.doc(responses={401: "User not logged in"})
 def me(identity: Identity):
     """The logged-in user, with their branch and tenant."""
-    user, branch_name, tenant_name = db.session.execute(
+    row = db.session.execute(
         select(User, Branch.name, Tenant.name)
         .join(User.branch)
         .join(Branch.tenant)
         .where(User.id == identity.user_id)
-    ).one()
+    ).one_or_none()
+    if row is None or not row[0].can_log_in:
+        # Sessions end with their user; one that outlived it (a restored database) ends here.
+        end_session()
+        abort(401, "User not logged in")
+    user, branch_name, tenant_name = row
     return {
         "user_id": user.id,
         "username": user.username,

@@ -1,21 +1,10 @@
 """The branch's catalogue: listing for every logged-in user, editing for managers and the administrator."""
 
-from functools import wraps
-
 from apiflask import APIBlueprint, Schema, abort, fields
 from flask import current_app
 from marshmallow import ValidationError, validates_schema
 
-from ..access import (
-    EVERYWHERE,
-    InBranch,
-    current_identity,
-    get_branch,
-    get_product,
-    is_admin,
-    live_products,
-    login_required,
-)
+from ..access import InBranch, get_branch, get_product, live_products, login_required, manager_or_admin
 from ..extensions import db
 from ..models import Product, now_utc
 from ..parsing import JsonParser, QueryParser
@@ -56,24 +45,7 @@ class ProductPatchIn(Schema):
             raise ValidationError("Give at least one of name, price, stock.", "_schema")
 
 
-def catalogue_editor(view):
-    """Let managers edit their own branch and the administrator any branch.
-
-    The view receives the scope it may edit: the manager's branch, or EVERYWHERE.
-    """
-
-    @wraps(view)
-    def wrapper(*args, **kwargs):
-        identity = current_identity()
-        if identity is not None:
-            if not identity.is_manager:
-                abort(403, "Only a manager or the administrator may change the catalogue")
-            return view(identity.scope, *args, **kwargs)
-        if is_admin():
-            return view(EVERYWHERE, *args, **kwargs)
-        abort(401, "User not logged in")
-
-    return wrapper
+catalogue_editor = manager_or_admin("Only a manager or the administrator may change the catalogue")
 
 
 def page_read_with_session(environ: dict, branch_id: int) -> tuple | None:

@@ -22,8 +22,9 @@ SCHEMAS = "#/components/schemas/"
 ERROR_SCHEMA_REF = f"{SCHEMAS}HTTPError"
 # Rules of whole bodies that apispec cannot render from a marshmallow schema.
 BODY_RULES = {
-    # app.routes.catalogue.ProductPatchIn.not_empty: a PATCH changes at least one field.
+    # ProductPatchIn.not_empty and UserPatchIn.not_empty: a PATCH changes at least one field.
     "ProductPatchIn": {"minProperties": 1},
+    "UserPatchIn": {"minProperties": 1},
 }
 
 
