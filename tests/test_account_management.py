@@ -6,6 +6,7 @@ request after the change.
 
 import hashlib
 
+import psycopg
 import pytest
 import redis
 from sqlalchemy import text
@@ -192,3 +193,26 @@ def test_listing_sessions_drops_those_that_expired(live_app, live_store, branch,
     server.delete(f"session:{victim.get_cookie('session').value}")  # as its TTL would
     assert [s["current"] for s in other.get("/me/sessions").json["sessions"]] == [True]
     assert server.hlen(f"user-sessions:{branch['victim_id']}") == 1
+
+
+def test_a_user_disabled_while_their_password_is_checked_gets_no_session(
+    live_store, branch, postgres_url, monkeypatch
+):
+    """The change commits (and ends the user's sessions) while the login hashes: the session the
+    login then makes must not outlive it."""
+    from app.routes import accounts as routes
+
+    check_password = routes.check_password
+
+    def disabled_meanwhile(user, password):
+        checked = check_password(user, password)
+        url = postgres_url.replace("postgresql+psycopg://", "postgresql://", 1)
+        with psycopg.connect(url) as other:
+            other.execute("UPDATE users SET active = false WHERE id = %s", (branch["victim_id"],))
+        return checked
+
+    monkeypatch.setattr(routes, "check_password", disabled_meanwhile)
+    client = live_store.app.test_client()
+    response = client.post("/login", json={"username": "victim", "password": PASSWORD})
+    assert (response.status_code, response.json) == (401, {"error": "Invalid credentials"})
+    assert client.get("/me").status_code == 401
