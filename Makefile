@@ -4,10 +4,13 @@ VENV := .venv
 BIN := $(VENV)/bin
 FLASK := $(BIN)/flask --app app
 
-.PHONY: run test test-deps lint clean
+.PHONY: run test test-deps lint clean scale-demo
 
-# System tools some tests drive: Chromium renders /docs offline, wrk runs the benchmark smoke.
+# System tools some tests drive, from Debian's packages: Chromium renders /docs offline, wrk runs
+# the benchmark smoke, HAProxy and PgBouncer stand in front of the instances the scaling tests
+# start, Prometheus scrapes /metrics.
 APT_GET := $(shell [ "$$(id -u)" = 0 ] || echo sudo) apt-get
+SYSTEM_TOOLS := chromium wrk haproxy pgbouncer prometheus
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -29,8 +32,13 @@ test: $(VENV)/.installed test-deps
 	$(BIN)/pytest
 
 test-deps:
-	@command -v chromium >/dev/null && command -v wrk >/dev/null || \
-	  { $(APT_GET) update -qq && $(APT_GET) install -y -qq chromium wrk; }
+	@missing=; for tool in $(SYSTEM_TOOLS); do \
+	  command -v $$tool >/dev/null || [ -x /usr/sbin/$$tool ] || missing="$$missing $$tool"; done; \
+	  [ -z "$$missing" ] || { $(APT_GET) update -qq && $(APT_GET) install -y -qq $$missing; }
+
+## The store scaled out on this machine: HAProxy, 2 instances, PgBouncer, Redis with Sentinel.
+scale-demo: $(VENV)/.installed test-deps
+	$(BIN)/python deploy/topology.py
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check .

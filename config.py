@@ -9,6 +9,8 @@ A `.env` file in the working directory fills in what the environment leaves unse
 import os
 import secrets
 from collections.abc import Mapping
+from typing import NamedTuple
+from urllib.parse import unquote
 
 from dotenv import dotenv_values
 
@@ -43,6 +45,42 @@ THROTTLE_LIMITS = (
     "LOGIN_LIMIT_PER_USERNAME",
     "REGISTER_LIMIT_PER_ADDRESS",
 )
+
+class SentinelURL(NamedTuple):
+    """redis+sentinel://[:password@]host:port[,host:port...]/service_name[/db], taken apart once."""
+
+    sentinels: list[tuple[str, int]]
+    service_name: str
+    db: int
+    password: str | None  # the Redis servers'; the sentinels' is REDIS_SENTINEL_PASSWORD
+
+
+SENTINEL_SCHEME = "redis+sentinel://"
+
+
+def parse_sentinel_url(url: str) -> SentinelURL:
+    """Read a Sentinel URL as the store documents it; ValueError naming what is wrong.
+
+    Read here rather than by a library: `limits` would take "store/0" as one service name,
+    "store0", and send the URL's password to the sentinels.
+    """
+    rest = url.removeprefix(SENTINEL_SCHEME)
+    netloc, _, path = rest.partition("/")
+    userinfo, _, hosts = netloc.rpartition("@")
+    password = unquote(userinfo.partition(":")[2]) or None
+    sentinels = []
+    for host in hosts.split(","):
+        name, colon, port = host.rpartition(":")
+        if not colon or not name or not port.isdigit():
+            raise ValueError(f"sentinel {host!r} is not host:port")
+        sentinels.append((name.strip("[]"), int(port)))
+    service, _, db = path.partition("/")
+    if not service:
+        raise ValueError("the service name is missing")
+    if db and not db.isdigit():
+        raise ValueError(f"db {db!r} is not a number")
+    return SentinelURL(sentinels, unquote(service), int(db or 0), password)
+
 
 # Made once per process: a server started with APP_ENV=testing accepts no secret from the source.
 _TESTING_SECRETS = {"SECRET_KEY": secrets.token_urlsafe(32), "ADMIN_TOKEN": secrets.token_urlsafe(32)}
@@ -114,6 +152,14 @@ class Config:
         self.SECRET_KEY = env.get("SECRET_KEY") or None
         self.SQLALCHEMY_DATABASE_URI = env.get("DATABASE_URL") or None
         self.REDIS_URL = env.get("REDIS_URL") or None
+        # With a redis+sentinel:// URL, Sentinel finds the primary; the sentinels' own password.
+        self.REDIS_SENTINEL = None
+        self.REDIS_SENTINEL_PASSWORD = env.get("REDIS_SENTINEL_PASSWORD") or None
+        if self.REDIS_URL and self.REDIS_URL.startswith(SENTINEL_SCHEME):
+            try:
+                self.REDIS_SENTINEL = parse_sentinel_url(self.REDIS_URL)
+            except ValueError as error:
+                problems.append(f"REDIS_URL is not a Sentinel URL as documented: {error}")
         self.ADMIN_TOKEN = env.get("ADMIN_TOKEN") or None
         # The throttle's limits (limits' notation, "5 per minute; 9 per hour"), for operators to tune.
         for name in THROTTLE_LIMITS:

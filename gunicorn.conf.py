@@ -7,7 +7,9 @@ and far less steadily. Requests are short, so processes are cheap to keep busy.
 
 import multiprocessing
 import os
+import signal
 import sys
+import threading
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from config import ConfigError, load_config  # noqa: E402  (the project's, beside this file)
@@ -27,3 +29,29 @@ worker_class = "app.gunicorn_worker.JsonErrorsWorker"
 timeout = 30
 graceful_timeout = 10
 keepalive = 2
+# The control socket is one path per host, which several instances on one host would share;
+# nothing of the store uses it.
+control_socket_disable = True
+
+# Told to stop (SIGTERM), an instance first answers /health/ready with 503 for this long, so that
+# the proxy in front (deploy/haproxy.cfg: two failed checks a second apart) stops sending it
+# requests; only then does gunicorn close its socket and finish the requests it has. 0 stops at
+# once, as gunicorn does, for an instance no proxy checks.
+drain_seconds = float(os.environ.get("DRAIN_SECONDS", "3"))
+
+
+def when_ready(server):
+    """Drain before stopping: gunicorn has no setting for it, so the arbiter's SIGTERM handler is
+    wrapped. tests/test_scaling.py fails if an instance told to stop drops a request."""
+    from app import draining
+
+    stop = server.handle_term
+
+    def leave_rotation_then_stop():
+        if drain_seconds <= 0 or draining.is_draining():
+            return stop()
+        draining.start()
+        server.log.info("stopping in %s s; /health/ready answers 503 meanwhile", drain_seconds)
+        threading.Timer(drain_seconds, os.kill, (os.getpid(), signal.SIGTERM)).start()
+
+    server.handle_term = leave_rotation_then_stop

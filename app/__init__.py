@@ -59,7 +59,7 @@ def register_redis(app: APIFlask) -> None:
     """One client for sessions, pages, sales and the throttle; reads sent ahead of each request."""
     url = app.config.get("REDIS_URL")
     if url:
-        client = redis_client.connect(url, app.config["REDIS_SOCKET_TIMEOUT"])
+        client = redis_client.connect(app.config)
     else:
         client = redis_client.stand_in()
         if not app.testing:

@@ -26,11 +26,13 @@ def register_database(app: Flask) -> None:
     on_postgres = app.config["SQLALCHEMY_DATABASE_URI"].startswith("postgresql")
     if on_postgres:
         # Fail fast when the server is gone or the pool is exhausted rather than hold a worker;
-        # libpq's shortest connect timeout is 2 s.
+        # libpq's shortest connect timeout is 2 s. No prepared statements: behind PgBouncer's
+        # transaction pooling the next transaction may run on another server connection, where
+        # psycopg's "_pg3_0" does not exist.
         app.config["SQLALCHEMY_ENGINE_OPTIONS"] = {
             **app.config["SQLALCHEMY_ENGINE_OPTIONS"],
             "pool_timeout": 1,
-            "connect_args": {"connect_timeout": 2},
+            "connect_args": {"connect_timeout": 2, "prepare_threshold": None},
         }
     db.init_app(app)
     if on_postgres:

@@ -369,6 +369,8 @@ class Bench:
             "DATABASE_URL": database_url.replace("postgresql://", "postgresql+psycopg://", 1),
             "REDIS_URL": self.redis_url,
             "ADMIN_TOKEN": token,
+            # No proxy checks it here: stop at once (gunicorn.conf.py).
+            "DRAIN_SECONDS": "0",
         }
         self.services.migrate(env)
 

@@ -101,6 +101,8 @@ class Gunicorn:
             "DATABASE_URL": database_url,
             "REDIS_URL": redis_url,
             "ADMIN_TOKEN": self.admin_token,
+            # No proxy checks it: stop at once.
+            "DRAIN_SECONDS": "0",
         }
         self.command = [
             os.path.join(os.path.dirname(sys.executable), "gunicorn"),

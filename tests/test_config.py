@@ -212,3 +212,22 @@ def test_seed_demo_in_production_makes_passwords_nobody_knows(production_env, re
     again = app.test_cli_runner().invoke(args=["seed-demo"]).output
     assert password not in again
     app.extensions["redis"].close()
+
+
+def test_a_sentinel_url_is_read_as_documented(production_env):
+    production_env["REDIS_URL"] = "redis+sentinel://:p%40ss@h1:26379,[::1]:26380/store/2"
+    production_env["REDIS_SENTINEL_PASSWORD"] = "sentinels-own"
+    config = load_config(production_env)
+    assert config.REDIS_SENTINEL == ([("h1", 26379), ("::1", 26380)], "store", 2, "p@ss")
+    assert config.REDIS_SENTINEL_PASSWORD == "sentinels-own"
+    production_env["REDIS_URL"] = "redis+sentinel://h1:26379/store"
+    assert load_config(production_env).REDIS_SENTINEL.db == 0
+
+
+@pytest.mark.parametrize(
+    "url", ["redis+sentinel://h1/store", "redis+sentinel://h1:1/", "redis+sentinel://h1:1/s/x"]
+)
+def test_a_sentinel_url_that_is_not_as_documented_is_refused(production_env, url):
+    production_env["REDIS_URL"] = url
+    with pytest.raises(ConfigError, match="REDIS_URL"):
+        load_config(production_env)

@@ -6,9 +6,7 @@ retried with their idempotency key are neither lost nor doubled.
 
 import os
 import signal
-import threading
 import time
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import psycopg
@@ -17,7 +15,7 @@ import pytest
 from app.extensions import db
 from app.models import Product, Purchase
 
-from . import servers
+from . import servers, traffic
 from .http import HttpClient
 
 # Every answer within a second is part of what is judged.
@@ -46,94 +44,12 @@ def shop(live_app, postgres_url, own_redis):
     server.stop()
 
 
-class Buyer(threading.Thread):
-    """Buys one unit at a time, retrying each purchase under its own key until it is settled."""
-
-    def __init__(self, port: int, product_id: int, stop: threading.Event):
-        super().__init__(daemon=True)
-        self.client = HttpClient(port, timeout=5)
-        self.product_id = product_id
-        self.stop_event = stop
-        self.answers: list[tuple[str, int, float]] = []
-        self.bought: set[str] = set()
-        self.pending: str | None = None
-        self.logged_in = threading.Event()
-
-    def call(self, method, path, body=None, headers=None) -> int:
-        started = time.monotonic()
-        try:
-            status = self.client.request(method, path, body, headers)[0]
-        except OSError:
-            status = -1  # no answer in time: a hang
-        self.answers.append((f"{method} {path}", status, time.monotonic() - started, started))
-        return status
-
-    def settle(self, key: str) -> bool:
-        """One attempt at the purchase under `key`; True once it has a final answer."""
-        status = self.call("POST", "/purchase", {"product_id": self.product_id, "quantity": 1},
-                           {"Idempotency-Key": key})  # fmt: skip
-        if status == 401:
-            self.call("POST", "/login", CREDENTIALS)
-        if status == 201:
-            self.bought.add(key)
-        if status in (201, 409):
-            return True
-        time.sleep(0.02)
-        return False
-
-    def run(self):
-        # Logged in before the faults begin: four first logins hash at once, which on a slow
-        # machine takes most of a second, and would otherwise meet the first fault mid-login.
-        while not self.stop_event.is_set() and not self.logged_in.is_set():
-            if self.call("POST", "/login", CREDENTIALS) == 200:
-                self.logged_in.set()
-        while not self.stop_event.is_set():
-            self.pending = self.pending or uuid.uuid4().hex
-            if self.settle(self.pending):
-                self.pending = None
-            self.call("GET", "/products?limit=5")
-            self.call("GET", "/health")
-
-    def finish(self):
-        """After the faults: settle the purchase that was in progress when traffic stopped."""
-        deadline = time.monotonic() + 20
-        while self.pending and time.monotonic() < deadline:
-            if self.settle(self.pending):
-                self.pending = None
-        assert self.pending is None, self.answers[-5:]
-
-
-def run_traffic(port, product_id, faults):
-    stop = threading.Event()
-    buyers = [Buyer(port, product_id, stop) for _ in range(4)]
-    for buyer in buyers:
-        buyer.start()
-    try:
-        for buyer in buyers:
-            assert buyer.logged_in.wait(30), "a buyer could not log in"
-        faults()
-    finally:
-        stop.set()
-        for buyer in buyers:
-            buyer.join(30)
-    for buyer in buyers:
-        buyer.finish()
-    return buyers
-
-
 def check(app, product_id, buyers):
-    answers = [answer for buyer in buyers for answer in buyer.answers]
-    bad = [a for a in answers if a[1] not in ALLOWED]
-    slow = [a for a in answers if a[1] == 503 and a[2] >= 1.0]
-    assert not bad, f"answers outside {ALLOWED}: {bad[:10]}"
-    assert not slow, f"503s slower than one second: {slow[:10]}"
-    assert all(a[1] == 200 for a in answers if a[0] == "GET /health")
-    with app.app_context():
-        purchases = db.session.query(Purchase).count()
-        stock = db.session.get(Product, product_id).stock
-    bought = set().union(*(buyer.bought for buyer in buyers))
-    assert purchases == STOCK - stock == len(bought) > 0
-    return answers
+    def counts():
+        with app.app_context():
+            return db.session.query(Purchase).count(), STOCK - db.session.get(Product, product_id).stock
+
+    return traffic.check(buyers, counts, ALLOWED)
 
 
 def timed(call):
@@ -171,7 +87,7 @@ def test_redis_stalled_then_killed_and_restarted(live_app, shop, own_redis):
         wait_until_serving(server.port, product_id)
         time.sleep(1)
 
-    buyers = run_traffic(server.port, product_id, faults)
+    buyers = traffic.run(server.port, product_id, faults, CREDENTIALS)
     status, seconds = probe["login while stalled"]
     assert status == 503 and seconds < 1.0
     answers = check(live_app, product_id, buyers)
@@ -194,7 +110,7 @@ def test_database_connections_terminated_mid_traffic(live_app, shop, postgres_ur
                 )
         time.sleep(1)
 
-    buyers = run_traffic(server.port, product_id, faults)
+    buyers = traffic.run(server.port, product_id, faults, CREDENTIALS)
     check(live_app, product_id, buyers)
 
 

@@ -9,6 +9,7 @@ from redis.client import Pipeline
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
+from redis.sentinel import Sentinel
 
 
 class Breaker:
@@ -93,16 +94,31 @@ class GuardedRedis(Redis):
         return pipe
 
 
-def connect(url: str, timeout: float) -> GuardedRedis:
-    return GuardedRedis.from_url(
-        url,
-        socket_timeout=timeout,
-        socket_connect_timeout=timeout,
+def connect(config) -> GuardedRedis:
+    """The client REDIS_URL names: one server, or the primary Redis Sentinel knows of.
+
+    Behind Sentinel, every connection asks the sentinels where the primary is, so after a
+    failover the same client (sessions, pages, sales, the throttle: everything) follows it.
+    """
+    timeout = config["REDIS_SOCKET_TIMEOUT"]
+    options = {
+        "socket_timeout": timeout,
+        "socket_connect_timeout": timeout,
         # One quick retry for a dropped connection; a timeout is not retried, so a stalled
         # Redis costs a single timeout.
-        retry=Retry(
+        "retry": Retry(
             ExponentialBackoff(cap=0.05, base=0.01), retries=1, supported_errors=(RedisConnectionError,)
         ),
+    }
+    target = config["REDIS_SENTINEL"]
+    if target is None:
+        return GuardedRedis.from_url(config["REDIS_URL"], **options)
+    sentinel_options = {"socket_timeout": timeout, "socket_connect_timeout": timeout}
+    if config["REDIS_SENTINEL_PASSWORD"]:
+        sentinel_options["password"] = config["REDIS_SENTINEL_PASSWORD"]
+    sentinel = Sentinel(target.sentinels, sentinel_kwargs=sentinel_options)
+    return sentinel.master_for(
+        target.service_name, redis_class=GuardedRedis, db=target.db, password=target.password, **options
     )
 
 
