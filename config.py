@@ -46,6 +46,7 @@ THROTTLE_LIMITS = (
     "REGISTER_LIMIT_PER_ADDRESS",
 )
 
+
 class SentinelURL(NamedTuple):
     """redis+sentinel://[:password@]host:port[,host:port...]/service_name[/db], taken apart once."""
 

@@ -79,9 +79,25 @@ def current_identity() -> Identity | None:
     return Identity(user_id, session["branch_id"], session["tenant_id"], session["role"])
 
 
+# The OpenAPI document's security alternatives, as each access decorator declares them on the
+# view it wraps (app.openapi reads them).
+SESSION = {"session": []}
+ADMINISTRATOR = {"administrator": []}
+ANYONE = {}
+
+
+def declares(*alternatives: dict):
+    def mark(view):
+        view.openapi_security = list(alternatives)
+        return view
+
+    return mark
+
+
 def login_required(view):
     """Answer 401 unless the request carries a logged-in session."""
 
+    @declares(SESSION)
     @wraps(view)
     def wrapper(*args, **kwargs):
         identity = current_identity()
@@ -111,6 +127,7 @@ def manager_or_admin(refusal: str):
     403 with `refusal`. The view receives the scope it may act in: InBranch or EVERYWHERE."""
 
     def decorator(view):
+        @declares(SESSION, ADMINISTRATOR)
         @wraps(view)
         def wrapper(*args, **kwargs):
             identity = current_identity()
@@ -130,6 +147,7 @@ def manager_or_admin(refusal: str):
 def admin_required(view):
     """Answer 403 unless the caller presents the platform administrator's token."""
 
+    @declares(ADMINISTRATOR)
     @wraps(view)
     def wrapper(*args, **kwargs):
         if not is_admin():

@@ -4,6 +4,7 @@ import math
 from decimal import Decimal, InvalidOperation
 
 CENT = Decimal("0.01")
+MIN_PRICE = CENT
 MAX_PRICE = Decimal("1000000")
 
 

@@ -2,12 +2,11 @@
 
 import base64
 import binascii
-from decimal import Decimal
 
 from apiflask import Schema, fields, validators
 from marshmallow import ValidationError
 
-from .money import MAX_PRICE, parse_amount
+from .money import MAX_PRICE, MIN_PRICE, parse_amount
 from .names import name_key
 
 # Ids are positive and fit the database's integer column.
@@ -81,14 +80,11 @@ class MoneyField(fields.Decimal):
 
 
 def price_field(**kwargs) -> MoneyField:
+    # Two decimals are said in the description, not as multipleOf: 0.01, which standard
+    # validators reject for 19.99 in floating point. With two decimals, > 0 is >= 0.01.
     return MoneyField(
-        validate=validators.Range(min=Decimal("0"), max=MAX_PRICE, min_inclusive=False),
-        # apispec leaves out that the Range's minimum is exclusive, and the two decimals.
-        metadata={
-            "description": "Greater than 0, at most 1000000, two decimals.",
-            "exclusiveMinimum": 0,
-            "multipleOf": 0.01,
-        },
+        validate=validators.Range(min=MIN_PRICE, max=MAX_PRICE),
+        metadata={"description": "From 0.01 to 1000000, with at most two decimals."},
         **kwargs,
     )
 

@@ -4,7 +4,17 @@ from apiflask import APIBlueprint, Schema, abort, fields, validators
 from flask import session
 from sqlalchemy import select
 
-from ..access import Identity, end_session, get_branch, is_admin, login_required, start_session
+from ..access import (
+    ADMINISTRATOR,
+    ANYONE,
+    Identity,
+    declares,
+    end_session,
+    get_branch,
+    is_admin,
+    login_required,
+    start_session,
+)
 from ..accounts import change_password, check_password, find_user, login_state, new_user, who_may_log_in
 from ..errors import commit_or_conflict
 from ..extensions import db
@@ -53,6 +63,7 @@ class MeOut(Schema):
 
 
 @bp.post("/register_user")
+@declares(ANYONE, ADMINISTRATOR)
 @JsonParser(RegisterIn).input(bp)
 @bp.output(RegisteredOut, status_code=201)
 @bp.doc(

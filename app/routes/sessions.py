@@ -9,7 +9,7 @@ from ..access import Identity, end_session, login_required
 from ..redis.user_sessions import user_sessions
 from ..schemas import MessageOut
 
-bp = APIBlueprint("sessions", __name__, tag="Accounts")
+bp = APIBlueprint("sessions", __name__, tag="Sessions")
 
 
 class SessionOut(Schema):

@@ -15,7 +15,7 @@ from ..models import ROLES, User
 from ..parsing import JsonParser, QueryParser
 from ..schemas import MAX_ID, PageQuery, StrictBoolean, page_of
 
-bp = APIBlueprint("users", __name__, tag="Accounts")
+bp = APIBlueprint("users", __name__, tag="Staff")
 
 staff_manager = manager_or_admin("Only a manager or the administrator may manage users")
 
