@@ -166,6 +166,9 @@ class Config:
         for name in THROTTLE_LIMITS:
             if env.get(name):
                 setattr(self, name, env[name])
+        # /metrics for others than loopback clients (app.metrics); METRICS_ENABLED=0 turns it off.
+        self.METRICS_TOKEN = env.get("METRICS_TOKEN") or None
+        self.METRICS_ENABLED = env.get("METRICS_ENABLED", "1") != "0"
         # Where clients reach the API, for the OpenAPI document; relative by default.
         self.SERVERS = [{"url": env.get("PUBLIC_URL") or "/"}]
         # Behind N reverse proxies, trust N X-Forwarded-* hops for the client's address.

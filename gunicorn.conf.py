@@ -7,8 +7,10 @@ and far less steadily. Requests are short, so processes are cheap to keep busy.
 
 import multiprocessing
 import os
+import shutil
 import signal
 import sys
+import tempfile
 import threading
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -20,6 +22,16 @@ try:
     load_config()
 except ConfigError as error:
     sys.exit(f"error: {error}")
+
+# Metrics in prometheus-client's multiprocess mode: every worker writes its values to files in
+# this directory and /metrics sums them (app.metrics). Set before anything imports
+# prometheus_client; one fresh directory per instance, as the library asks.
+if os.environ.get("METRICS_ENABLED", "1") != "0":
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="store-metrics-")
+
+# gunicorn's own log and its access line in the app's format, each with the request's id.
+logger_class = "app.logs.GunicornLogger"
+accesslog = os.environ.get("ACCESS_LOG", "-")
 
 bind = os.environ.get("BIND", "127.0.0.1:8000")
 workers = int(os.environ.get("WEB_CONCURRENCY", multiprocessing.cpu_count() * 2))
@@ -55,3 +67,15 @@ def when_ready(server):
         threading.Timer(drain_seconds, os.kill, (os.getpid(), signal.SIGTERM)).start()
 
     server.handle_term = leave_rotation_then_stop
+
+
+def child_exit(server, worker):
+    """A worker gone: its live gauges leave the sums (prometheus-client's multiprocess mode)."""
+    if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server):
+    shutil.rmtree(os.environ.get("PROMETHEUS_MULTIPROC_DIR", ""), ignore_errors=True)

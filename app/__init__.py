@@ -7,6 +7,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from config import Config, ConfigError, load_config
 
+from . import logs, metrics
 from .cli import register_commands
 from .database import register_database
 from .errors import is_outage, register_error_handlers
@@ -49,9 +50,13 @@ def create_app(config: Config | None = None) -> APIFlask:
     register_routes(app)
     register_error_handlers(app)
     register_commands(app)
+    metrics.register(app)
+    logs.configure(app)
     if app.config["TRUSTED_PROXY_COUNT"]:
         count = app.config["TRUSTED_PROXY_COUNT"]
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=count, x_proto=count, x_host=count)
+    # Outermost: every request has its id before anything else logs about it.
+    app.wsgi_app = logs.RequestIdentity(app.wsgi_app)
     return app
 
 
@@ -72,6 +77,7 @@ def register_redis(app: APIFlask) -> None:
             "ADMIN_TOKEN is unset: administrator routes are open to clients on this machine "
             "(development only)"
         )
+    client.breaker.on_change = metrics.breaker_changed
     app.extensions["redis"] = client
     app.extensions["throttle"] = Throttle(client)
     app.session_interface = StoreSessionInterface(app, client)

@@ -6,12 +6,14 @@ import logging
 from apiflask import APIFlask, abort
 from apiflask.exceptions import HTTPError
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from werkzeug.exceptions import InternalServerError
 
 from .extensions import db
+from .metrics import count_outage
 from .redis.throttle import TooManyAttempts
 
 log = logging.getLogger(__name__)
@@ -73,7 +75,9 @@ def error_response(status: int, message: str, details: dict | None = None, heade
 
 
 def unavailable(cause: BaseException):
-    log.warning("dependency unavailable: %r", cause)
+    dependency = "redis" if isinstance(cause, RedisError) else "database"
+    count_outage(dependency)
+    log.warning("dependency unavailable: %s: %r", dependency, cause)
     return error_response(503, "Service temporarily unavailable", headers={"Retry-After": RETRY_AFTER})
 
 

@@ -12,6 +12,15 @@ class HttpClient:
         self.timeout = timeout
         self.cookie: str | None = None
 
+    def request_text(self, method: str, path: str) -> str:
+        """The body of an answer that is not JSON (a Prometheus page)."""
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=self.timeout)
+        try:
+            conn.request(method, path)
+            return conn.getresponse().read().decode()
+        finally:
+            conn.close()
+
     def request(self, method: str, path: str, body=None, headers: dict | None = None):
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=self.timeout)
         try:

@@ -50,6 +50,7 @@ ROUTES = [
     ("GET", "/health/ready", "anonymous", None),
     ("POST", "/logout", "customer", None),
     ("GET", "/health", "anonymous", None),
+    ("GET", "/metrics", "anonymous", None),
     ("GET", "/openapi.json", "anonymous", None),
     ("GET", "/docs", "anonymous", None),
 ]

@@ -22,9 +22,12 @@ class Breaker:
 
     def __init__(self, cooldown: float):
         self.cooldown = cooldown
+        # Set while Redis is taken as down (a time, once past, tried again); 0 once it answers.
         self.open_until = 0.0
         # Whether the failure that opened the breaker was a timeout rather than a refusal.
         self.stalled = False
+        # Told True when Redis is taken as down, False when it answers again (app.metrics).
+        self.on_change = None
 
     @contextmanager
     def guard(self):
@@ -33,9 +36,23 @@ class Breaker:
         try:
             yield
         except (RedisConnectionError, RedisTimeoutError) as error:
-            self.open_until = time.monotonic() + self.cooldown
-            self.stalled = isinstance(error, RedisTimeoutError)
+            self._open(error)
             raise
+        if self.open_until:
+            self._close()
+
+    def _open(self, error: Exception) -> None:
+        was_closed = not self.open_until
+        self.open_until = time.monotonic() + self.cooldown
+        self.stalled = isinstance(error, RedisTimeoutError)
+        if was_closed and self.on_change is not None:
+            self.on_change(True)
+
+    def _close(self) -> None:
+        self.open_until = 0.0
+        self.stalled = False
+        if self.on_change is not None:
+            self.on_change(False)
 
     @contextmanager
     def trial(self):
@@ -48,11 +65,10 @@ class Breaker:
         try:
             yield
         except (RedisConnectionError, RedisTimeoutError) as error:
-            self.open_until = time.monotonic() + self.cooldown
-            self.stalled = isinstance(error, RedisTimeoutError)
+            self._open(error)
             raise
-        self.open_until = 0.0
-        self.stalled = False
+        if self.open_until:
+            self._close()
 
     def check_not_stalled(self) -> None:
         """Raise at once while Redis is known to be stalled: its last call timed out."""

@@ -7,6 +7,7 @@ statements (app/sales/steps.py). Both return the same SaleResult, and only that 
 
 from ..access import Identity
 from ..extensions import db
+from ..metrics import count_sale
 from .postgres import sell_in_one_call
 from .ranking import record_sale
 from .sale import Outcome, Receipt, Sale, SaleResult
@@ -26,4 +27,5 @@ def sell(identity: Identity, product_id: int, quantity: int, key: str | None = N
     result = sell_in_one_call(sale) if on_postgres else sell_step_by_step(sale)
     if result.outcome is Outcome.SOLD and not result.replayed:
         record_sale(identity.branch_id, product_id, quantity)
+    count_sale(result.outcome, result.replayed)
     return result
