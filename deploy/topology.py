@@ -48,7 +48,7 @@ DEFAULT_PORTS = {
     "sentinel3": 26382,
 }
 SERVICE = "store"
-WORKERS = 2  # per instance; haproxy.cfg's maxconn per server is the same
+WORKERS = 2  # per instance; haproxy.cfg's maxconn per server is twice this
 
 
 class Topology:
