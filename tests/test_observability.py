@@ -5,6 +5,7 @@ import json
 import shutil
 import subprocess
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 
@@ -162,6 +163,9 @@ def test_a_real_prometheus_scrapes_the_counts(served, tmp_path):
                     result = json.loads(answer.read())["data"]["result"]
                 if result and float(result[0]["value"][1]) >= 4:
                     break
+            except urllib.error.HTTPError as starting:
+                # Prometheus answers 503 until it is ready; the answer holds its connection.
+                starting.close()
             except OSError:
                 pass
             assert time.monotonic() < deadline, "Prometheus never scraped the counts"
