@@ -5,7 +5,8 @@
   the catalogue read at N=1,000 at least as fast as the session-read ceiling, p50 at
   N=1,000,000 at most 1.3x that at N=1,000, the purchase at least 0.4x the session-read
   ceiling, at most one Redis command per authenticated read for the session, and at most 200
-  bytes of Redis per session key.
+  bytes of Redis per session key; then the paired scenarios' (report_pairs.py): the
+  scaled-out topology against the direct store, metrics on against off.
 - ``markdown``, ``chart`` and ``print_table`` render a report; ``save`` writes its three files,
   each through a .tmp file so that a reader never sees half a result.
 """
@@ -22,6 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg
+from report_pairs import chart_panels, markdown_sections, pair_keys, pair_targets, print_tables
 from scenarios import Bench, product_key
 from servers import POSTGRES_ADMIN_URL, ROOT
 
@@ -69,6 +71,7 @@ def environment(args: argparse.Namespace, bench: Bench) -> dict:
         "duration_s": args.duration,
         "warmup_s": args.warmup,
         "repeat": args.repeat,
+        "pair_repeat": args.pair_repeat,
         "sizes": args.sizes,
         "smoke": args.smoke,
         "quiet_below": args.quiet_below,
@@ -132,7 +135,7 @@ def targets(results: dict, session_bytes: dict, sizes: list[int]) -> list[dict]:
     )
     size = session_bytes["store"]["memory_usage"]
     row("Redis bytes per session key (store)", f"{size}", "<= 200", size <= 200)
-    return rows
+    return rows + pair_targets(results)
 
 
 def commands_text(calls: dict, requests: int) -> str:
@@ -177,7 +180,7 @@ def markdown(report: dict) -> str:
     noisy = [
         f"{results[k]['label']} ({results[k]['cpu_busy_before']:.0%} before, "
         f"{results[k]['other_cpu_share']:.0%} during)"
-        for k in order(results)
+        for k in order(results) + pair_keys(results)
         if max(results[k]["cpu_busy_before"], results[k]["other_cpu_share"]) > env["quiet_below"]
     ]
     if noisy:
@@ -206,8 +209,8 @@ def markdown(report: dict) -> str:
     )
     lines.append("")
     loads = ", ".join(
-        f"N={load['n']:,}: {load['inserted']:,} rows in {load['insert_s']:.1f} s "
-        f"({load['total_s']:.1f} s with VACUUM ANALYZE)"
+        f"N={load['n']:,}{' into ' + load['into'] if load.get('into') else ''}: "
+        f"{load['inserted']:,} rows in {load['insert_s']:.1f} s ({load['total_s']:.1f} s with VACUUM ANALYZE)"
         for load in report["loads"]
     )
     lines += [f"Catalogue loads (one `INSERT ... SELECT generate_series`): {loads}.", ""]
@@ -224,6 +227,7 @@ def markdown(report: dict) -> str:
         "used during each run.",
         "",
     ]
+    lines += markdown_sections(report)
     lines += ["## Targets", "", "| target | measured | goal | met |", "| --- | ---: | ---: | :---: |"]
     for t in report["targets"]:
         met = "n/a" if t["met"] is None else ("yes" if t["met"] else "**no**")
@@ -252,7 +256,13 @@ def chart(report: dict, path: Path) -> None:
     colors = ["#9e9e9e" if k.startswith("ceiling") else "#1f77b4" for k in keys]
     session_rps = results["ceiling_session"]["rps"]
 
-    fig, (left, right) = plt.subplots(1, 2, figsize=(14, 5.5))
+    # A second row for the paired scenarios, when the report has them.
+    paired = bool(pair_keys(results))
+    fig = plt.figure(figsize=(14, 11 if paired else 5.5))
+    grid = fig.add_gridspec(2 if paired else 1, 6)
+    left, right = fig.add_subplot(grid[0, :3]), fig.add_subplot(grid[0, 3:])
+    if paired:
+        chart_panels([fig.add_subplot(grid[1, 2 * i : 2 * i + 2]) for i in range(3)], results)
     bars = left.bar(range(len(keys)), rps, color=colors)
     left.axhline(
         session_rps,
@@ -336,6 +346,7 @@ def print_table(report: dict) -> None:
         f"\nRedis bytes per session key: store {sb['store']['memory_usage']}, "
         f"default Flask-Session {sb['ceiling_session']['memory_usage']}"
     )
+    print_tables(report)
     for t in report["targets"]:
         met = "n/a" if t["met"] is None else ("met" if t["met"] else "NOT met")
         print(f"target: {t['target']}: {t['measured']} (goal {t['goal']}): {met}")

@@ -16,7 +16,11 @@ What one run does, on this machine only (every server it talks to is on 127.0.0.
    store run paired with a run of the session ceiling, the median run reported, with the
    Redis commands and CPU each request cost (scenarios.py).
 4. After the purchase runs, checks zero oversell in PostgreSQL.
-5. Prints the table and writes results.md, results.json and chart.png to --out, with the
+5. While the store serves the first N, measures beside it (topology_scenarios.py), each pair
+   of servers: the store with METRICS_ENABLED=0 (a second gunicorn, driven at the same time), and
+   deploy/topology.py's scaled-out topology (HAProxy, two instances, PgBouncer, Redis under
+   Sentinel) at -c 16 and -c 256, its database dropped at the end.
+6. Prints the table and writes results.md, results.json and chart.png to --out, with the
    performance targets judged (report.py).
 
 Everything it starts it stops, also on Ctrl-C or SIGTERM. The method, and how to read the
@@ -35,8 +39,9 @@ import tempfile
 from pathlib import Path
 
 from report import environment, judge_again, print_table, save, targets
-from scenarios import PAGE, Bench
+from scenarios import PAGE
 from servers import BENCH, BenchError, Services
+from topology_scenarios import Bench
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -58,6 +63,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--warmup", type=int, help="seconds of warm-up per scenario (default 3; 1 with --smoke)"
     )
     parser.add_argument("--repeat", type=int, help="measured runs per scenario (default 5; 1 with --smoke)")
+    parser.add_argument(
+        "--pair-repeat",
+        type=int,
+        help="measured runs of each server per paired scenario: metrics off/on, direct/scaled out "
+        "(default 3; 1 with --smoke)",
+    )
     parser.add_argument("--connections", type=int, default=16, help="wrk connections (default 16)")
     parser.add_argument("--wrk-threads", type=int, default=1, help="wrk threads (default 1)")
     # The defaults are what gunicorn.conf.py serves production with, and measured best here:
@@ -108,6 +119,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.duration = args.duration or (2 if smoke else 10)
     args.warmup = args.warmup or (1 if smoke else 3)
     args.repeat = args.repeat or (1 if smoke else 5)
+    args.pair_repeat = args.pair_repeat or (1 if smoke else 3)
     if args.retries is None:
         args.retries = 0 if smoke else 3
     if args.quiet_wait is None:

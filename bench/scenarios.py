@@ -3,8 +3,8 @@
 - The ceilings (bench/ceiling.py): ``GET /json``, a small JSON body, and ``GET /session``, a
   read of a logged-in default Flask-Session session. The session ceiling's server is left
   running, to be measured again beside each of the store's runs.
-- The store (``app:create_app()`` with APP_ENV=production), set up through its API: a tenant
-  (its branch "main") registered with the admin token, a customer, the product that the
+- The store (``app:create_app()`` with APP_ENV=production), set up through its API (store.py):
+  a tenant (its branch "main") registered with the admin token, a customer, the product that the
   purchase run buys (enough stock for every request), and one login whose session cookie wrk
   replays. The branch's catalogue is filled to each N with one
   ``INSERT ... SELECT generate_series`` (not one HTTP call per product), then
@@ -23,6 +23,9 @@
   the store and of the default Flask-Session ceiling.
 - After the purchase runs, zero oversell is checked in PostgreSQL: the stock removed from the
   product equals the sum of its purchases' quantities, and the stock is not negative.
+- ``beside_first_catalogue`` is where more scenarios are measured while the store serves its
+  first N: bench/topology_scenarios.py's Bench measures the scaled-out topology and the cost of
+  metrics there.
 """
 
 from __future__ import annotations
@@ -34,21 +37,43 @@ import secrets
 import subprocess
 import time
 import uuid
-from http.cookies import SimpleCookie
 from pathlib import Path
 
 import psycopg
-from servers import BENCH, ROOT, BenchError, CpuUse, Http, Services, cpu_busy, gunicorn_args, tail
+from servers import BENCH, ROOT, BenchError, CpuUse, Http, Services, Watch, cpu_busy, gunicorn_args, tail
+from store import PAGE, StoreClient, load_catalogue, session_cookie
 
-# Enough for every purchase the runs can make (a few thousand a second at most).
-PURCHASE_STOCK = 10_000_000
-PAGE = 50
 # Commands the harness itself sends to Redis; they are not the app's.
 HARNESS_COMMANDS = ("info", "config|", "memory|", "strlen")
 # What a session costs in Redis: Flask-Session's Redis interface reads a session with GET and
 # writes it with SET (DEL at logout). The catalogue cache uses hash commands only (HGET,
 # HSET, EXPIRE, DEL and WATCH on a miss), so string commands are the session's.
 SESSION_COMMANDS = ("get", "set")
+# What a scenario's result keeps of its median run.
+MEDIAN_FIELDS = (
+    "rps",
+    "p50_us",
+    "p90_us",
+    "p99_us",
+    "latency_mean_us",
+    "latency_max_us",
+    "requests",
+    "sent",
+    "ok",
+    "status_errors",
+    "connect_errors",
+    "read_errors",
+    "write_errors",
+    "timeouts",
+    "redis_calls",
+    "redis_commands_per_request",
+    "session_commands_per_request",
+    "app_cpu_ms_per_request",
+    "postgres_cpu_ms_per_request",
+    "redis_cpu_ms_per_request",
+    "wrk_cpu_ms_per_request",
+    "other_cpu_share",
+)
 
 CEILINGS = {
     "ceiling_json": "ceiling: GET /json, small JSON body",
@@ -70,15 +95,6 @@ def label_of(key: str) -> str:
     return key
 
 
-def session_cookie(response) -> str:
-    """The session id a login response sets, as a Cookie header value."""
-    for header in response.headers.get_all("Set-Cookie") or []:
-        morsel = SimpleCookie(header).get("session")
-        if morsel is not None and morsel.value:
-            return morsel.value
-    raise BenchError("the login response set no session cookie")
-
-
 class Bench:
     """One run's measurements: serves each app in turn, drives it with wrk and keeps the results."""
 
@@ -95,6 +111,8 @@ class Bench:
         # The session ceiling's server, kept running to be measured beside each store scenario.
         self.session_ceiling: dict | None = None
         self.redis_pid = int(self.redis.info("server")["process_id"])
+        # The store's environment (run_store), for another server of the same store.
+        self.store_env: dict = {}
 
     # gunicorn ----------------------------------------------------------------------------
 
@@ -111,14 +129,23 @@ class Bench:
 
     # wrk and Redis counters ---------------------------------------------------------------
 
-    def wrk(self, script: str, url: str, seconds: int, env: dict) -> dict:
+    def wrk(
+        self, script: str, url: str, seconds: int, env: dict, connections: int = 0, threads: int = 0
+    ) -> dict:
+        """One wrk run, at --connections and --wrk-threads unless given others."""
+        return self.wrk_result(self.wrk_start(script, url, seconds, env, connections, threads), seconds)
+
+    def wrk_start(
+        self, script: str, url: str, seconds: int, env: dict, connections: int = 0, threads: int = 0
+    ) -> subprocess.Popen:
+        """A wrk run started, for wrk_result to wait for (two can run at the same time)."""
         a = self.args
         command = [
             "wrk",
             "-t",
-            str(a.wrk_threads),
+            str(threads or a.wrk_threads),
             "-c",
-            str(a.connections),
+            str(connections or a.connections),
             "-d",
             f"{seconds}s",
             "--timeout",
@@ -128,33 +155,47 @@ class Bench:
             url,
         ]
         run_env = {**os.environ, "BENCH_RUN_ID": uuid.uuid4().hex[:8], **env}
-        done = subprocess.run(command, env=run_env, capture_output=True, text=True, timeout=seconds + 60)
-        for line in done.stdout.splitlines():
+        pipes = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE}
+        return subprocess.Popen(command, env=run_env, text=True, **pipes)
+
+    @staticmethod
+    def wrk_result(process: subprocess.Popen, seconds: int) -> dict:
+        try:
+            stdout, stderr = process.communicate(timeout=seconds + 60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            stdout, stderr = process.communicate()
+        for line in stdout.splitlines():
             if line.startswith("BENCH_RESULT "):
                 result = json.loads(line.removeprefix("BENCH_RESULT "))
                 break
         else:
-            raise BenchError(f"wrk printed no result (exit {done.returncode}): {done.stdout}{done.stderr}")
+            raise BenchError(f"wrk printed no result (exit {process.returncode}): {stdout}{stderr}")
         result["rps"] = result["requests"] / (result["duration_us"] / 1e6)
         result["ok"] = result["requests"] - result["status_errors"]
         return result
 
-    def command_calls(self) -> dict[str, int]:
+    def watch(self, server: subprocess.Popen) -> Watch:
+        """A server of the bench's own Redis: what its runs account."""
+        return Watch((server.pid,), self.redis, (self.redis_pid,))
+
+    def command_calls(self, watch: Watch | None = None) -> dict[str, int]:
+        client, ignore = (watch.redis, watch.ignore) if watch else (self.redis, ())
         calls = {}
-        for name, stats in self.redis.info("commandstats").items():
+        for name, stats in client.info("commandstats").items():
             command = name.removeprefix("cmdstat_")
-            if command.startswith(HARNESS_COMMANDS) or not stats.get("calls"):
+            if command.startswith(HARNESS_COMMANDS + ignore) or not stats.get("calls"):
                 continue
             calls[command] = int(stats["calls"])
         return calls
 
-    def quiesce(self, interval: float = 0.2, timeout: float = 10) -> None:
+    def quiesce(self, interval: float = 0.2, timeout: float = 10, watch: Watch | None = None) -> None:
         """Wait until the server has finished what wrk left in flight: Redis stops counting."""
         last, stable = None, 0
         deadline = time.monotonic() + timeout
         while stable < 2 and time.monotonic() < deadline:
             time.sleep(interval)
-            total = sum(self.command_calls().values())
+            total = sum(self.command_calls(watch).values())
             stable = stable + 1 if total == last else 0
             last = total
 
@@ -171,20 +212,31 @@ class Bench:
                 return busy
             print(f"  waiting for a quiet machine: CPUs {busy:.0%} busy", flush=True)
 
-    def one_run(self, server: subprocess.Popen, url: str, script: str, env: dict) -> dict:
-        """One measured wrk run, with the CPU and Redis commands it cost."""
-        self.quiesce()
-        self.redis.config_resetstat()
-        cpu = CpuUse(server.pid, self.redis_pid)
-        result = self.wrk(script, url, self.args.duration, env)
-        self.quiesce()
+    def one_run(
+        self,
+        server: subprocess.Popen | None,
+        url: str,
+        script: str,
+        env: dict,
+        watch: Watch | None = None,
+        connections: int = 0,
+        threads: int = 0,
+    ) -> dict:
+        """One measured wrk run, with the CPU and Redis commands it cost: of `server` on the
+        bench's Redis, or of what `watch` names."""
+        watch = watch or self.watch(server)
+        self.quiesce(watch=watch)
+        watch.redis.config_resetstat()
+        cpu = CpuUse(watch.app, watch.redis_pids, watch.proxy)
+        result = self.wrk(script, url, self.args.duration, env, connections, threads)
+        self.quiesce(watch=watch)
         used = cpu.stop()
         handled = max(1, result["sent"])
         # Robust to other load on the machine, unlike req/s: CPU each part spent per request.
-        for part in ("app", "postgres", "redis", "wrk"):
+        for part in ("app", "postgres", "redis", "wrk") + (("proxy",) if watch.proxy else ()):
             result[f"{part}_cpu_ms_per_request"] = 1000 * used[part] / handled
         result["other_cpu_share"] = used["other_share"]
-        calls = self.command_calls()
+        calls = self.command_calls(watch)
         result["redis_calls"] = calls
         # Per request the server handled: those wrk completed and those still in flight.
         result["redis_commands_per_request"] = sum(calls.values()) / handled
@@ -254,33 +306,7 @@ class Bench:
             "label": label_of(key),
             "method": "POST" if script == "purchase.lua" else "GET",
             "path": path,
-            **{
-                k: median[k]
-                for k in (
-                    "rps",
-                    "p50_us",
-                    "p90_us",
-                    "p99_us",
-                    "latency_mean_us",
-                    "latency_max_us",
-                    "requests",
-                    "sent",
-                    "ok",
-                    "status_errors",
-                    "connect_errors",
-                    "read_errors",
-                    "write_errors",
-                    "timeouts",
-                    "redis_calls",
-                    "redis_commands_per_request",
-                    "session_commands_per_request",
-                    "app_cpu_ms_per_request",
-                    "postgres_cpu_ms_per_request",
-                    "redis_cpu_ms_per_request",
-                    "wrk_cpu_ms_per_request",
-                    "other_cpu_share",
-                )
-            },
+            **{k: median[k] for k in MEDIAN_FIELDS},
             "rps_runs": [r["rps"] for r in runs],
             **(
                 {
@@ -298,7 +324,8 @@ class Bench:
         }
         return self.results[key]
 
-    def probe(self, port: int, path: str, script: str, env: dict) -> str:
+    @staticmethod
+    def probe(port: int, path: str, script: str, env: dict) -> str:
         """What the scenario's request answers, once, for an error message."""
         headers = {"Cookie": env["BENCH_COOKIE"]} if env.get("BENCH_COOKIE") else {}
         body = None
@@ -371,7 +398,11 @@ class Bench:
             "ADMIN_TOKEN": token,
             # No proxy checks it here: stop at once (gunicorn.conf.py).
             "DRAIN_SECONDS": "0",
+            # Request instrumentation and /metrics on, as unset means (whatever the caller's
+            # environment says): the cost of metrics is measured beside, with "0".
+            "METRICS_ENABLED": "1",
         }
+        self.store_env = env
         self.services.migrate(env)
 
         print("store: app:create_app() on PostgreSQL and Redis", flush=True)
@@ -383,69 +414,26 @@ class Bench:
             self.services.stop(process)
 
     def drive_store(self, port: int, token: str, db: psycopg.Connection) -> None:
-        client = Http(port)
-        admin = {"Authorization": f"Bearer {token}"}
-
-        def call(method, path, body=None, headers=None, expect=200):
-            status, data, response = client.request(method, path, body, headers)
-            if status != expect:
-                raise BenchError(f"{method} {path} answered {status}: {data}")
-            return data, response
-
-        tenants, _ = call("POST", "/register_tenants", {"tenant_names": ["bench"]}, admin, 201)
-        branch_id = tenants["tenants"][0]["branches"][0]["id"]
-        credentials = {"username": "bench_customer", "password": secrets.token_urlsafe(16)}
-        call("POST", "/register_user", {**credentials, "branch_id": branch_id}, admin, 201)
-        target, _ = call(
-            "POST",
-            "/products",
-            {"name": "Bench purchase target", "price": 9.99, "stock": PURCHASE_STOCK, "branch_id": branch_id},
-            admin,
-            201,
-        )
-        _, response = call("POST", "/login", credentials)
-        cookie = session_cookie(response)
+        store = StoreClient(port, token)
+        branch_id, product_id, cookie = store.set_up()
         cookie_env = {"BENCH_COOKIE": f"session={cookie}"}
-        page_path = f"/products?limit={PAGE}"
-
         for index, n in enumerate(self.args.sizes):
             self.load_products(db, branch_id, n)
-            page, _ = call("GET", page_path, headers={"Cookie": f"session={cookie}"})
-            if len(page["products"]) != min(PAGE, n):
-                raise BenchError(f"GET {page_path} returned {len(page['products'])} products")
-            self.measure(product_key(n), port, page_path, env=cookie_env, paired=True)
+            store.check_page(cookie, n)
+            self.measure(product_key(n), port, store.page_path, env=cookie_env, paired=True)
             if index == 0:
-                self.run_purchases(port, db, target["id"], cookie_env)
+                self.run_purchases(port, db, product_id, cookie_env)
+                self.beside_first_catalogue(port, {**cookie_env, "BENCH_PRODUCT_ID": str(product_id)})
         self.key_bytes("store", cookie)
 
-    def load_products(self, db: psycopg.Connection, branch_id: int, n: int) -> None:
-        """Top the branch's live catalogue up to n products in one statement, then VACUUM ANALYZE."""
-        have = db.execute(
-            "SELECT count(*) FROM products WHERE branch_id = %s AND deleted_at IS NULL", (branch_id,)
-        ).fetchone()[0]
-        started = time.monotonic()
-        if n > have:
-            db.execute(
-                """
-                INSERT INTO products (branch_id, name, price_cents, stock, created_at, updated_at)
-                SELECT %(branch)s::int, 'Bench product ' || g, 100 + (g * 37) %% 99900, 1000, now(), now()
-                FROM generate_series(%(first)s::int, %(last)s::int) AS g
-                """,
-                {"branch": branch_id, "first": have + 1, "last": n},
-            )
-        inserted = time.monotonic() - started
-        db.execute("VACUUM (ANALYZE) products")
-        total = time.monotonic() - started
-        count = db.execute(
-            "SELECT count(*) FROM products WHERE branch_id = %s AND deleted_at IS NULL", (branch_id,)
-        ).fetchone()[0]
-        if count != n:
-            raise BenchError(f"the branch has {count} products, not {n}")
-        self.loads.append({"n": n, "inserted": n - have, "insert_s": inserted, "total_s": total})
-        print(
-            f"  loaded N={n:,}: {n - have:,} rows in {inserted:.1f} s, {total:.1f} s with VACUUM ANALYZE",
-            flush=True,
-        )
+    def beside_first_catalogue(self, port: int, env: dict) -> None:
+        """More scenarios, while the store on `port` serves the first N (`env`: its cookie and
+        the purchase's product): none here; topology_scenarios.Bench adds its own."""
+
+    def load_products(self, db: psycopg.Connection, branch_id: int, n: int, into: str = "") -> None:
+        """Top the branch's live catalogue up to n products (store.load_catalogue); `into` names
+        a store other than the direct one."""
+        self.loads.append({**load_catalogue(db, branch_id, n, into), **({"into": into} if into else {})})
 
     def run_purchases(self, port: int, db: psycopg.Connection, product_id: int, cookie_env: dict) -> None:
         def state():

@@ -7,8 +7,10 @@
   dropped at the end.
 - ``gunicorn_args`` gives every app the same gunicorn settings: the project's gunicorn.conf.py
   with the workers of the command line.
-- ``CpuUse`` accounts the CPU that the app, PostgreSQL, Redis, wrk and other work used between
-  two moments, from /proc; ``cpu_busy`` samples how busy the CPUs are.
+- ``CpuUse`` accounts the CPU that the app, PostgreSQL, Redis, the proxies (HAProxy and PgBouncer
+  of the scaled-out topology), wrk and other work used between two moments, from /proc;
+  ``Watch`` names those processes and the Redis a measured run counts the commands of;
+  ``cpu_busy`` samples how busy the CPUs are.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
@@ -99,6 +103,8 @@ class Services:
         self.workdir = workdir
         self.processes: list[tuple[str, subprocess.Popen, Path | None]] = []
         self.databases: list[str] = []
+        # What else to stop (the scaled-out topology), before the databases are dropped.
+        self.cleanups: list[Callable[[], None]] = []
 
     def start_redis(self) -> tuple[str, redis.Redis]:
         port = free_port()
@@ -207,13 +213,25 @@ class Services:
         if migrate.returncode != 0:
             raise BenchError(f"flask db upgrade failed: {migrate.stdout}{migrate.stderr}")
 
+    def drop_database(self, name: str) -> None:
+        with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        self.databases = [known for known in self.databases if known != name]
+
+    def cleanup(self, action: Callable[[], None]) -> None:
+        """Run `action` now, if close() has not run it yet (it runs the rest, and this one again if
+        it was interrupted)."""
+        if action in self.cleanups:
+            action()
+            self.cleanups.remove(action)
+
     def close(self) -> None:
         for _, process, _ in reversed(list(self.processes)):
             self.stop(process)
-        for name in self.databases:
-            with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as conn:
-                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        self.databases = []
+        while self.cleanups:
+            self.cleanups.pop()()
+        for name in list(self.databases):
+            self.drop_database(name)
 
 
 # --------------------------------------------------------------------------------------------
@@ -260,17 +278,45 @@ def machine_cpu() -> tuple[float, float]:
     return (sum(ticks) - ticks[3] - ticks[4]) / CLOCK_TICKS, sum(ticks) / CLOCK_TICKS
 
 
-class CpuUse:
-    """CPU used between two moments by the app under test, PostgreSQL, Redis, wrk and the rest.
+def pid_set(pids: int | Collection[int]) -> frozenset[int]:
+    return frozenset([pids] if isinstance(pids, int) else pids)
 
-    A process that existed at both moments counts its difference, one started in between its
-    whole use. PostgreSQL is every `postgres` process (the server is shared), so its number
-    includes other databases' work. "Other" is everything the machine did besides these: the
-    noise a run suffered from other work on the machine.
+
+@dataclass(frozen=True)
+class Watch:
+    """What a measured run accounts: the processes that serve it (their children too), the Redis
+    whose commands count and its processes, and the proxies in front (HAProxy, PgBouncer)."""
+
+    app: tuple[int, ...]
+    redis: redis.Redis
+    redis_pids: tuple[int, ...]
+    proxy: tuple[int, ...] = ()
+    # Commands that Redis's own machinery sends (Sentinel's checks, the replica's acks, the
+    # proxy's health checks' PING): not the requests'.
+    ignore: tuple[str, ...] = ()
+
+
+class CpuUse:
+    """CPU used between two moments by the app under test, PostgreSQL, Redis, the proxies, wrk and
+    the rest.
+
+    The app, Redis and the proxies are the processes given and their children. A process that
+    existed at both moments counts its difference, one started in between its whole use.
+    PostgreSQL is every `postgres` process (the server is shared), so its number includes other
+    databases' work. "Other" is everything the machine did besides these: the noise a run
+    suffered from other work on the machine.
     """
 
-    def __init__(self, server_pid: int, redis_pid: int):
-        self.server_pid, self.redis_pid = server_pid, redis_pid
+    def __init__(
+        self,
+        server_pid: int | Collection[int],
+        redis_pid: int | Collection[int],
+        proxy_pids: Collection[int] = (),
+        more: Mapping[str, Collection[int]] | None = None,
+    ):
+        self.parts = {"app": pid_set(server_pid), "redis": pid_set(redis_pid), "proxy": pid_set(proxy_pids)}
+        # Other parts, named: a second app measured at the same time as the first.
+        self.parts.update({name: pid_set(pids) for name, pids in (more or {}).items()})
         self.before = self.snapshot()
 
     @staticmethod
@@ -281,16 +327,13 @@ class CpuUse:
     def stop(self) -> dict[str, float]:
         (procs0, (busy0, total0), children0) = self.before
         procs1, (busy1, total1), children1 = self.snapshot()
-        used = {"app": 0.0, "postgres": 0.0, "redis": 0.0}
+        used = dict.fromkeys([*self.parts, "postgres"], 0.0)
         for pid, (name, ppid, cpu) in procs1.items():
-            if pid == self.server_pid or ppid == self.server_pid:
-                part = "app"
-            elif pid == self.redis_pid:
-                part = "redis"
-            elif name == "postgres":
+            part = next((part for part, pids in self.parts.items() if pid in pids or ppid in pids), None)
+            if part is None:
+                if name != "postgres":
+                    continue
                 part = "postgres"
-            else:
-                continue
             earlier = procs0.get(pid)
             used[part] += cpu - earlier[2] if earlier and earlier[0] == name else cpu
         # wrk has exited and been waited for: it is in this process's children's usage.
