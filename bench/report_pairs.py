@@ -153,9 +153,9 @@ def markdown_sections(report: dict) -> list[str]:
         lines += [
             "## The cost of metrics",
             "",
-            "The store with `METRICS_ENABLED=0` (request instrumentation and /metrics off): a second "
-            "gunicorn, same settings, database and Redis, on a port of its own while this scenario runs, "
-            "beside the direct store (metrics on). Both are driven at the same time, a wrk `-t 1 -c "
+            "Two gunicorns of the store started for this scenario, the same settings, database and Redis, "
+            "one with `METRICS_ENABLED=0` (request instrumentation and /metrics off), one with metrics "
+            "on. Both are driven at the same time, a wrk `-t 1 -c "
             f"{results[METRICS_KEYS[0]]['connections']}` each, {warmup}, in {env.get('pair_repeat', '?')} "
             "runs, the one with the median req/s shown: they share every moment of the machine, so their "
             "ratio is steadier than that of runs one after the other, and each gets about half of it. "

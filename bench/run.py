@@ -17,7 +17,7 @@ What one run does, on this machine only (every server it talks to is on 127.0.0.
    Redis commands and CPU each request cost (scenarios.py).
 4. After the purchase runs, checks zero oversell in PostgreSQL.
 5. While the store serves the first N, measures beside it (topology_scenarios.py), each pair
-   of servers: the store with METRICS_ENABLED=0 (a second gunicorn, driven at the same time), and
+   of servers: the store with metrics on and off (two new gunicorns, driven at the same time), and
    deploy/topology.py's scaled-out topology (HAProxy, two instances, PgBouncer, Redis under
    Sentinel) at -c 16 and -c 256, its database dropped at the end.
 6. Prints the table and writes results.md, results.json and chart.png to --out, with the

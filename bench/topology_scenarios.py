@@ -1,9 +1,9 @@
 """The scenarios measured beside the direct store while it serves its first N: the cost of
 metrics, and the scaled-out topology.
 
-- **The cost of metrics**: a second gunicorn of the store, on the same database and Redis but with
-  ``METRICS_ENABLED=0`` (request instrumentation and /metrics off), on a port of its own and only
-  while this scenario runs, beside the direct store (metrics on). ``GET /products?limit=50`` at
+- **The cost of metrics**: two gunicorns of the store, on the same database and Redis, one with
+  ``METRICS_ENABLED=0`` (request instrumentation and /metrics off) and one with metrics on, on
+  ports of their own and only while this scenario runs. ``GET /products?limit=50`` at
   the first N, a wrk at --connections (16) on each, both at the same time (``measure_together``).
 - **Scaled out**: deploy/topology.py's ``Topology`` on free ports: HAProxy in front of two
   gunicorn instances of two workers each (four workers, as the direct store's four), PgBouncer in
@@ -272,39 +272,43 @@ class Bench(scenarios.Bench):
     # The cost of metrics ----------------------------------------------------------------------
 
     def run_metrics_cost(self, direct: Target) -> None:
+        """Two gunicorns of the store started for this scenario alone, alike but for
+        METRICS_ENABLED: the direct store has served for minutes, and a server that old against
+        a new one is not an A/A pair."""
         n = self.args.sizes[0]
         print(
-            "metrics off: a second gunicorn of the store, METRICS_ENABLED=0, same database and Redis",
+            "metrics on and off: two new gunicorns of the store, METRICS_ENABLED=1 and 0, same "
+            "database and Redis",
             flush=True,
         )
-        env = {**self.store_env, "METRICS_ENABLED": "0"}
-        port, process, log = self.services.serve(
-            "store-metrics-off", "app:create_app()", ROOT, env, "/health", self.gunicorn_args(absolute=True)
-        )
+        targets = {}
         try:
+            for key, flag in zip(METRICS_KEYS, ("0", "1"), strict=True):
+                side = "off" if flag == "0" else "on"
+                port, process, log = self.services.serve(
+                    f"store-metrics-{side}",
+                    "app:create_app()",
+                    ROOT,
+                    {**self.store_env, "METRICS_ENABLED": flag},
+                    "/health",
+                    self.gunicorn_args(absolute=True),
+                )
+                watch = self.watch(process)
+                target = Target(
+                    key, metrics_label(key, n), port, watch, direct.env, lambda log=log: tail(log, 2500)
+                )
+                targets[side] = (process, target)
             # Whether the app honours METRICS_ENABLED: /metrics answers loopback clients when on.
-            statuses = {
-                f"metrics {side}": status_of(p, "/metrics")
-                for side, p in (("on", direct.port), ("off", port))
-            }
+            statuses = {f"metrics {side}": status_of(t.port, "/metrics") for side, (_, t) in targets.items()}
             self.checks["metrics"] = {"metrics_status": statuses}
             print(
                 "  GET /metrics answers " + ", ".join(f"{s} with {w}" for w, s in statuses.items()),
                 flush=True,
             )
-            off_key, on_key = METRICS_KEYS
-            off = Target(
-                off_key,
-                metrics_label(off_key, n),
-                port,
-                self.watch(process),
-                direct.env,
-                lambda: tail(log, 2500),
-            )
-            on = Target(on_key, metrics_label(on_key, n), direct.port, direct.watch, direct.env, direct.log)
-            self.measure_together(off, on, *ROUTES["products"])
+            self.measure_together(targets["off"][1], targets["on"][1], *ROUTES["products"])
         finally:
-            self.services.stop(process)
+            for process, _ in targets.values():
+                self.services.stop(process)
 
     # The scaled-out topology ------------------------------------------------------------------
 
