@@ -4,7 +4,8 @@ metrics, and the scaled-out topology.
 - **The cost of metrics**: two gunicorns of the store, on the same database and Redis, one with
   ``METRICS_ENABLED=0`` (request instrumentation and /metrics off) and one with metrics on, on
   ports of their own and only while this scenario runs. ``GET /products?limit=50`` at
-  the first N, a wrk at --connections (16) on each, both at the same time (``measure_together``).
+  the first N, a wrk at --connections (16) on each, both at the same time
+  (``measure_pair`` with ``together``).
 - **Scaled out**: deploy/topology.py's ``Topology`` on free ports: HAProxy in front of two
   gunicorn instances of two workers each (four workers, as the direct store's four), PgBouncer in
   transaction pooling before the same PostgreSQL server (a database of its own,
@@ -115,8 +116,22 @@ class Bench(scenarios.Bench):
 
     # Pairs of servers -----------------------------------------------------------------------
 
-    def measure_pair(self, base: Target, other: Target, script: str, path: str, connections: int = 0):
-        """Alternate runs of `base` and `other`; both results kept, `other`'s with its ratios."""
+    def measure_pair(
+        self,
+        base: Target,
+        other: Target,
+        script: str,
+        path: str,
+        connections: int = 0,
+        together: bool = False,
+    ) -> None:
+        """--pair-repeat runs of `base` and `other`; both results kept, `other`'s with its ratios.
+
+        Alternating by default, one server's run right after the other's (which goes first
+        alternates too). `together` drives both at the same time, a wrk each (together_run): they
+        share the machine's every moment, its drift included, so their ratio is steadier (an A/A
+        pair of one store: 0.97x to 1.08x at the same time, 0.82x to 1.23x alternating); both
+        must then serve the bench's Redis."""
         a = self.args
         connections = connections or a.connections
         threads = CONCURRENCY.get(connections, a.wrk_threads)
@@ -124,29 +139,34 @@ class Bench(scenarios.Bench):
         warmup = 0 if a.smoke else a.warmup
         background = self.wait_until_quiet()
         print(
-            f"  {other.label}, paired with {base.name}: {warmup} s warm-up each, then {a.pair_repeat} x "
-            f"{a.duration} s of each, alternating (CPU busy before: {background:.0%})",
+            f"  {other.label}, paired with {base.name}, {'at the same time' if together else 'alternating'}: "
+            f"{warmup} s warm-up each, then {a.pair_repeat} x {a.duration} s of each "
+            f"(CPU busy before: {background:.0%})",
             flush=True,
         )
         pair = (base, other)
-        warm = [
-            self.wrk(script, t.url(path), warmup, t.env, connections, threads) if warmup else None
-            for t in pair
-        ]
+        warm = [None, None]
+        if warmup and together:
+            started = [self.wrk_start(script, t.url(path), warmup, t.env, connections, threads) for t in pair]
+            warm = [self.wrk_result(process, warmup) for process in started]
+        elif warmup:
+            warm = [self.wrk(script, t.url(path), warmup, t.env, connections, threads) for t in pair]
         runs: tuple[list, list] = ([], [])
         retries = a.retries
         while len(runs[0]) < a.pair_repeat:
-            first = len(runs[0]) % 2
-            done = [{}, {}]
-            for side in (first, 1 - first):
-                t = pair[side]
-                done[side] = self.one_run(None, t.url(path), script, t.env, t.watch, connections, threads)
+            if together:
+                done = self.together_run(pair, script, path, connections, threads)
+            else:
+                first = len(runs[0]) % 2
+                done = [{}, {}]
+                for side in (first, 1 - first):
+                    t = pair[side]
+                    done[side] = self.one_run(None, t.url(path), script, t.env, t.watch, connections, threads)
             share = max(r["other_cpu_share"] for r in done)
-            for side in (first, 1 - first):
-                r = done[side]
+            for t, r in zip(pair, done, strict=True):
                 r["other_cpu_share"] = share
                 print(
-                    f"    {pair[side].name:<12} {r['rps']:9.1f} req/s  p50 {r['p50_us'] / 1000:7.2f} ms  "
+                    f"    {t.name:<12} {r['rps']:9.1f} req/s  p50 {r['p50_us'] / 1000:7.2f} ms  "
                     f"p99 {r['p99_us'] / 1000:7.2f} ms  non-2xx {r['status_errors']}  "
                     f"socket errors {socket_errors(r)}  app CPU {r['app_cpu_ms_per_request']:.2f} ms/req",
                     flush=True,
@@ -161,68 +181,25 @@ class Bench(scenarios.Bench):
                 runs[side].append(done[side])
         for t, side_runs, warm_run in zip(pair, runs, warm, strict=True):
             self.results[t.key] = self.pair_result(t, side_runs, warm_run, script, path, background)
-            self.results[t.key].update(connections=connections, wrk_threads=threads)
+            self.results[t.key].update(connections=connections, wrk_threads=threads, together=together)
         self.results[other.key].update(
             baseline=base.key,
             baseline_rps_runs=[r["rps"] for r in runs[0]],
             baseline_ratio_runs=[o["rps"] / b["rps"] for b, o in zip(runs[0], runs[1], strict=True)],
         )
 
-    def measure_together(self, base: Target, other: Target, script: str, path: str) -> None:
-        """Both servers driven at the same time, a wrk each, for --pair-repeat runs: they share
-        the machine's every moment, its drift included, so their ratio is steadier than that of
-        runs one after the other (an A/A pair of one store: 0.97x to 1.08x at the same time,
-        0.82x to 1.23x alternating). Both must serve the bench's Redis."""
-        a = self.args
-        threads = a.wrk_threads
-        warmup = 0 if a.smoke else a.warmup
-        background = self.wait_until_quiet()
-        print(
-            f"  {other.label}, with {base.name} at the same time: {warmup} s warm-up, then "
-            f"{a.pair_repeat} x {a.duration} s (CPU busy before: {background:.0%})",
-            flush=True,
-        )
-        pair = (base, other)
-        warm = [None, None]
-        if warmup:
-            started = [self.wrk_start(script, t.url(path), warmup, t.env) for t in pair]
-            warm = [self.wrk_result(process, warmup) for process in started]
-        runs: tuple[list, list] = ([], [])
-        retries = a.retries
-        while len(runs[0]) < a.pair_repeat:
-            done = self.together_run(pair, script, path)
-            for t, r in zip(pair, done, strict=True):
-                print(
-                    f"    {t.name:<12} {r['rps']:9.1f} req/s  p50 {r['p50_us'] / 1000:7.2f} ms  "
-                    f"p99 {r['p99_us'] / 1000:7.2f} ms  non-2xx {r['status_errors']}  "
-                    f"app CPU {r['app_cpu_ms_per_request']:.2f} ms/req",
-                    flush=True,
-                )
-            print(f"    ratio {done[1]['rps'] / done[0]['rps']:.3f}x", flush=True)
-            if done[0]["other_cpu_share"] > a.quiet_below and retries > 0:
-                retries -= 1
-                print(f"    other work used {done[0]['other_cpu_share']:.0%} of the CPUs: again", flush=True)
-                self.wait_until_quiet()
-                continue
-            for side in (0, 1):
-                runs[side].append(done[side])
-        for t, side_runs, warm_run in zip(pair, runs, warm, strict=True):
-            self.results[t.key] = self.pair_result(t, side_runs, warm_run, script, path, background)
-            self.results[t.key].update(connections=a.connections, wrk_threads=threads, together=True)
-        self.results[other.key].update(
-            baseline=base.key,
-            baseline_rps_runs=[r["rps"] for r in runs[0]],
-            baseline_ratio_runs=[o["rps"] / b["rps"] for b, o in zip(runs[0], runs[1], strict=True)],
-        )
-
-    def together_run(self, pair: tuple[Target, Target], script: str, path: str) -> list[dict]:
+    def together_run(
+        self, pair: tuple[Target, Target], script: str, path: str, connections: int, threads: int
+    ) -> list[dict]:
         """One run of both at once: each its own wrk and app CPU; PostgreSQL's, Redis's and wrk's
         CPU, and the Redis commands (one Redis serves both), per request of the two together."""
         base, other = pair
         self.quiesce()
         self.redis.config_resetstat()
         cpu = CpuUse(base.watch.app, base.watch.redis_pids, more={"other_app": other.watch.app})
-        started = [self.wrk_start(script, t.url(path), self.args.duration, t.env) for t in pair]
+        started = [
+            self.wrk_start(script, t.url(path), self.args.duration, t.env, connections, threads) for t in pair
+        ]
         done = [self.wrk_result(process, self.args.duration) for process in started]
         self.quiesce()
         used = cpu.stop()
@@ -305,7 +282,7 @@ class Bench(scenarios.Bench):
                 "  GET /metrics answers " + ", ".join(f"{s} with {w}" for w, s in statuses.items()),
                 flush=True,
             )
-            self.measure_together(targets["off"][1], targets["on"][1], *ROUTES["products"])
+            self.measure_pair(targets["off"][1], targets["on"][1], *ROUTES["products"], together=True)
         finally:
             for process, _ in targets.values():
                 self.services.stop(process)
