@@ -144,9 +144,14 @@ class Gunicorn:
     def stop(self) -> None:
         self.process.terminate()
         try:
-            self.process.wait(10)
-        finally:
+            # gunicorn gives a busy worker graceful_timeout (10 s) before it kills it.
+            self.process.wait(20)
+        except subprocess.TimeoutExpired:
             self.process.kill()
+            # Reaped here, or the next test fails on the ResourceWarning of a live Popen.
+            self.process.wait(10)
+            raise
+        finally:
             self.log.close()
 
 
