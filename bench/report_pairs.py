@@ -124,15 +124,15 @@ def markdown_sections(report: dict) -> list[str]:
         lines += [
             "## Scaled out",
             "",
-            "deploy/topology.py on free ports: HAProxy -> 2 gunicorn instances of 2 sync workers each "
-            "(4 workers, as the direct store's) -> PgBouncer (transaction pooling) -> the same PostgreSQL "
-            "server (a database of its own), Redis and a replica under 3 Sentinels; set up through HAProxy "
-            f"as the direct store is, its catalogue loaded to the same N. wrk `-t 1 -c {LOW}` and "
-            f"`-t 2 -c {HIGH}`, `--timeout 10s`; {runs}. x direct: the median of the runs' ratios to the "
-            f"direct store's run beside each. Wait implied: {HIGH} (or {LOW}) connections / req/s, what a "
-            "request waits on average; p99 far above it means some requests are starved. Errors: in all "
-            "measured runs. Redis commands are the primary's, without Sentinel's, the replica's and the "
-            "health checks' (PING).",
+            "deploy/topology.py on free ports: HAProxy -> (Unix sockets) 2 gunicorn instances of 2 sync "
+            "workers each (4 workers, as the direct store's) -> PgBouncer (transaction pooling) -> the same "
+            "PostgreSQL server (a database of its own), Redis and a replica under 3 Sentinels; set up "
+            f"through HAProxy as the direct store is, its catalogue loaded to the same N. wrk "
+            f"`-t 1 -c {LOW}` and `-t 2 -c {HIGH}`, `--timeout 10s`; {runs}. x direct: the median of the "
+            f"runs' ratios to the direct store's run beside each. Wait implied: {HIGH} (or {LOW}) "
+            "connections / req/s, what a request waits on average; p99 far above it means some requests "
+            "are starved. Errors: in all measured runs. Redis commands are the primary's, without "
+            "Sentinel's, the replica's and the health checks' (PING).",
             "",
             "| scenario | req/s | p50 ms | p99 ms | x direct | wait implied ms | p99 / wait "
             "| app CPU ms/req | proxies CPU ms/req | Redis cmds/req | non-2xx | socket errors |",

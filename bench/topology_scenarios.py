@@ -7,9 +7,9 @@ metrics, and the scaled-out topology.
   the first N, a wrk at --connections (16) on each, both at the same time
   (``measure_pair`` with ``together``).
 - **Scaled out**: deploy/topology.py's ``Topology`` on free ports: HAProxy in front of two
-  gunicorn instances of two workers each (four workers, as the direct store's four), PgBouncer in
-  transaction pooling before the same PostgreSQL server (a database of its own,
-  ``Topology.database``), Redis with a replica under three Sentinels. Set up through HAProxy as
+  gunicorn instances of two workers each on Unix sockets (four workers, as the direct store's
+  four), PgBouncer in transaction pooling before the same PostgreSQL server (a database of its
+  own, ``Topology.database``), Redis with a replica under three Sentinels. Set up through HAProxy as
   the direct store is (store.py), its catalogue loaded to the same N. ``GET /products?limit=50``
   and ``POST /purchase`` are measured on it and on the direct store at ``-c 16`` and ``-c 256``.
   It is stopped at the end and its database dropped, also on Ctrl-C or SIGTERM.
@@ -308,8 +308,8 @@ class Bench(scenarios.Bench):
         self.services.cleanups.append(stop)
         try:
             print(
-                "scaled out: HAProxy -> 2 x gunicorn (2 workers each) -> PgBouncer -> PostgreSQL, "
-                "Redis and a replica under 3 Sentinels",
+                "scaled out: HAProxy -> (Unix sockets) 2 x gunicorn (2 workers each) -> PgBouncer -> "
+                "PostgreSQL, Redis and a replica under 3 Sentinels",
                 flush=True,
             )
             started = time.monotonic()

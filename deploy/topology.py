@@ -8,19 +8,24 @@ Every part runs from this folder's files (haproxy.cfg, pgbouncer.ini, sentinel.c
 project's gunicorn.conf.py, with the Debian packages' binaries. The tests start the same
 topology on free ports (Topology(ports=...)); only the port numbers of the files change.
 
-      clients ──> HAProxy :8080 ──> gunicorn :8001 ─┐                    ┌─> Redis :6380 (primary)
-                  (checks          gunicorn :8002 ─┼─> Sentinels         │      │ replicates
-                   /health/ready)                  │   :26380-26382 ─────┴─> Redis :6381
-                                                   └─> PgBouncer :6432 ──> PostgreSQL :5432
+      clients ──> HAProxy :8080 ──> gunicorn app1.sock ─┐                    ┌─> Redis :6380 (primary)
+                  (checks          gunicorn app2.sock ─┼─> Sentinels         │      │ replicates
+                   /health/ready)                      │   :26380-26382 ─────┴─> Redis :6381
+                                                       └─> PgBouncer :6432 ──> PostgreSQL :5432
+
+The instances listen on Unix sockets (haproxy.cfg says why) in a directory of their own, which
+only the user running this can enter.
 """
 
 from __future__ import annotations
 
+import http.client
 import os
 import re
 import secrets
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -37,8 +42,6 @@ BIN = ROOT / ".venv" / "bin"
 # The ports the files name, and what each is.
 DEFAULT_PORTS = {
     "haproxy": 8080,
-    "app1": 8001,
-    "app2": 8002,
     "pgbouncer": 6432,
     "postgres": 5432,
     "redis1": 6380,
@@ -48,6 +51,8 @@ DEFAULT_PORTS = {
     "sentinel3": 26382,
 }
 SERVICE = "store"
+# Where haproxy.cfg's server lines look for the instances' sockets.
+SOCKETS = "/run/store"
 WORKERS = 2  # per instance; haproxy.cfg's maxconn per server is twice this
 
 
@@ -57,16 +62,22 @@ class Topology:
         self.database = database
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="store-scale-"))
         self.processes: dict[str, subprocess.Popen] = {}
+        # Short, as a socket's path must be (108 bytes); mkdtemp makes it 0700.
+        self.sockets = Path(tempfile.mkdtemp(prefix="store-sockets-"))
         self.admin_token = secrets.token_urlsafe(32)
         self.secret_key = secrets.token_urlsafe(48)
 
     # The files, with this topology's ports -------------------------------------------------
 
     def render(self, name: str) -> str:
-        """A file of this folder with each default port replaced by this topology's."""
+        """A file of this folder with each default port, and the sockets' directory, replaced by
+        this topology's."""
         renumber = {str(DEFAULT_PORTS[part]): str(port) for part, port in self.ports.items()}
-        text = (DEPLOY / name).read_text()
+        text = (DEPLOY / name).read_text().replace(f"{SOCKETS}/", f"{self.sockets}/")
         return re.sub(r"\b(" + "|".join(renumber) + r")\b", lambda m: renumber[m.group(1)], text)
+
+    def socket(self, n: int) -> Path:
+        return self.sockets / f"app{n}.sock"
 
     def write(self, name: str, text: str) -> Path:
         path = self.workdir / name
@@ -163,10 +174,10 @@ class Topology:
             raise RuntimeError(f"migration failed: {migrate.stderr[-2000:]}")
 
     def start_app(self, n: int) -> None:
-        env = {**self.app_env(), "BIND": f"127.0.0.1:{self.ports[f'app{n}']}"}
+        env = {**self.app_env(), "BIND": f"unix:{self.socket(n)}"}
         command = [str(BIN / "gunicorn"), "--config", str(ROOT / "gunicorn.conf.py"), "app:create_app()"]
         self.spawn(f"app{n}", command, cwd=ROOT, env=env)
-        wait_for(lambda: http_ok(f"http://127.0.0.1:{self.ports[f'app{n}']}/health/ready"), f"app {n}")
+        wait_for(lambda: socket_ready(self.socket(n)), f"app {n}")
 
     def start_haproxy(self) -> None:
         path = self.write("haproxy.cfg", self.render("haproxy.cfg"))
@@ -189,6 +200,7 @@ class Topology:
         """Stop everything, the app instances at once (SIGINT: gunicorn's quick shutdown)."""
         for name in reversed(list(self.processes)):
             self.stop_part(name, signal.SIGINT if name.startswith("app") else signal.SIGTERM)
+        shutil.rmtree(self.sockets, ignore_errors=True)
 
 
 def binary(name: str) -> str:
@@ -208,8 +220,6 @@ def wait_for(ready, what: str, seconds: float = 30) -> None:
 
 
 def port_open(port: int) -> bool:
-    import socket
-
     with socket.socket() as sock:
         sock.settimeout(0.5)
         return sock.connect_ex(("127.0.0.1", port)) == 0
@@ -225,6 +235,29 @@ def redis_ping(port: int) -> bool:
 def sentinel_knows_primary(port: int) -> bool:
     command = ["redis-cli", "-p", str(port), "sentinel", "get-master-addr-by-name", SERVICE]
     return bool(subprocess.run(command, capture_output=True, text=True).stdout.strip())
+
+
+def socket_ready(path: Path) -> bool:
+    """Whether the instance listening at `path` answers /health/ready with 200."""
+    connection = UnixHTTPConnection(str(path))
+    try:
+        connection.request("GET", "/health/ready")
+        return connection.getresponse().status == 200
+    except OSError:
+        return False
+    finally:
+        connection.close()
+
+
+class UnixHTTPConnection(http.client.HTTPConnection):
+    def __init__(self, path: str):
+        super().__init__("localhost", timeout=1)
+        self.socket_path = path
+
+    def connect(self) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(self.timeout)
+        self.sock.connect(self.socket_path)
 
 
 def http_ok(url: str) -> bool:
