@@ -2,8 +2,11 @@
 transaction pooling, two Redis servers under three Sentinels, all on free ports."""
 
 import importlib.util
+import os
 import signal
 import socket
+import stat
+import subprocess
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -129,6 +132,34 @@ def test_an_instance_lost_under_load_costs_nothing_bought_and_the_other_serves(s
     if sig == signal.SIGTERM:
         # Told to stop, it finished its requests and HAProxy sent the rest to the other: no failures.
         assert not [a for a in answers if a[1] in (-1, 502, 503)], [a for a in answers if a[1] >= 500][:5]
+
+
+CONNECT_AS_NOBODY = """
+import socket, sys
+family, address = (socket.AF_UNIX, sys.argv[1]) if sys.argv[1].startswith("/") else (
+    socket.AF_INET, ("127.0.0.1", int(sys.argv[1])))
+try:
+    socket.socket(family).connect(address)
+    print("connected")
+except PermissionError:
+    print("refused")
+"""
+
+
+def test_only_haproxy_reaches_the_instances_on_its_host(stack):
+    """Nobody else on the host can send an instance a request, with a forged X-Forwarded-For."""
+    instance = stack.socket(1)
+    assert topology.socket_ready(instance)
+    directory = os.stat(instance.parent)
+    assert (directory.st_uid, stat.S_IMODE(directory.st_mode)) == (os.geteuid(), 0o700)
+    if os.geteuid() == 0:
+        # Another user of the host: HAProxy lets it in, the instance's socket does not.
+        def connect(target):
+            command = ["runuser", "-u", "nobody", "--", "/usr/bin/python3", "-c", CONNECT_AS_NOBODY, target]
+            return subprocess.run(command, capture_output=True, text=True, check=True).stdout.strip()
+
+        assert connect(str(stack.ports["haproxy"])) == "connected"
+        assert connect(str(instance)) == "refused"
 
 
 def test_slow_clients_against_haproxy_never_hold_a_normal_request_back(stack):
