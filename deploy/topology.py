@@ -6,7 +6,8 @@ servers watched by three Sentinels, and the machine's PostgreSQL.
 
 Every part runs from this folder's files (haproxy.cfg, pgbouncer.ini, sentinel.conf) and the
 project's gunicorn.conf.py, with the Debian packages' binaries. The tests start the same
-topology on free ports (Topology(ports=...)); only the port numbers of the files change.
+topology on free ports (Topology(ports=...)); only the files' port numbers and sockets' directory
+change.
 
       clients ──> HAProxy :8080 ──> gunicorn app1.sock ─┐                    ┌─> Redis :6380 (primary)
                   (checks          gunicorn app2.sock ─┼─> Sentinels         │      │ replicates
@@ -76,7 +77,7 @@ class Topology:
         text = (DEPLOY / name).read_text().replace(f"{SOCKETS}/", f"{self.sockets}/")
         return re.sub(r"\b(" + "|".join(renumber) + r")\b", lambda m: renumber[m.group(1)], text)
 
-    def socket(self, n: int) -> Path:
+    def socket_path(self, n: int) -> Path:
         return self.sockets / f"app{n}.sock"
 
     def write(self, name: str, text: str) -> Path:
@@ -174,10 +175,10 @@ class Topology:
             raise RuntimeError(f"migration failed: {migrate.stderr[-2000:]}")
 
     def start_app(self, n: int) -> None:
-        env = {**self.app_env(), "BIND": f"unix:{self.socket(n)}"}
+        env = {**self.app_env(), "BIND": f"unix:{self.socket_path(n)}"}
         command = [str(BIN / "gunicorn"), "--config", str(ROOT / "gunicorn.conf.py"), "app:create_app()"]
         self.spawn(f"app{n}", command, cwd=ROOT, env=env)
-        wait_for(lambda: socket_ready(self.socket(n)), f"app {n}")
+        wait_for(lambda: socket_ready(self.socket_path(n)), f"app {n}")
 
     def start_haproxy(self) -> None:
         path = self.write("haproxy.cfg", self.render("haproxy.cfg"))
