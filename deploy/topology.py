@@ -31,7 +31,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 import psycopg
@@ -178,13 +177,14 @@ class Topology:
         env = {**self.app_env(), "BIND": f"unix:{self.socket_path(n)}"}
         command = [str(BIN / "gunicorn"), "--config", str(ROOT / "gunicorn.conf.py"), "app:create_app()"]
         self.spawn(f"app{n}", command, cwd=ROOT, env=env)
-        wait_for(lambda: socket_ready(self.socket_path(n)), f"app {n}")
+        wait_for(lambda: ready(UnixHTTPConnection(self.socket_path(n))), f"app {n}")
 
     def start_haproxy(self) -> None:
         path = self.write("haproxy.cfg", self.render("haproxy.cfg"))
         # errorfile paths are relative to this folder.
         self.spawn("haproxy", [binary("haproxy"), "-db", "-f", str(path)], cwd=DEPLOY)
-        wait_for(lambda: http_ok(f"{self.url}/health/ready"), "HAProxy")
+        port = self.ports["haproxy"]
+        wait_for(lambda: ready(http.client.HTTPConnection("127.0.0.1", port, timeout=1)), "HAProxy")
 
     def stop_part(self, name: str, sig: int = signal.SIGTERM, wait: float = 15) -> None:
         process = self.processes.get(name)
@@ -238,35 +238,28 @@ def sentinel_knows_primary(port: int) -> bool:
     return bool(subprocess.run(command, capture_output=True, text=True).stdout.strip())
 
 
-def socket_ready(path: Path) -> bool:
-    """Whether the instance listening at `path` answers /health/ready with 200."""
-    connection = UnixHTTPConnection(str(path))
+def ready(connection: http.client.HTTPConnection) -> bool:
+    """Whether /health/ready answers 200 through `connection`, which is closed after."""
     try:
         connection.request("GET", "/health/ready")
         return connection.getresponse().status == 200
-    except OSError:
+    except (OSError, http.client.HTTPException):
         return False
     finally:
         connection.close()
 
 
 class UnixHTTPConnection(http.client.HTTPConnection):
-    def __init__(self, path: str):
+    """HTTP to an instance's Unix socket."""
+
+    def __init__(self, path: Path):
         super().__init__("localhost", timeout=1)
-        self.socket_path = path
+        self.socket_path = str(path)
 
     def connect(self) -> None:
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.sock.settimeout(self.timeout)
         self.sock.connect(self.socket_path)
-
-
-def http_ok(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=1) as response:
-            return response.status == 200
-    except OSError:
-        return False
 
 
 def main() -> int:

@@ -149,7 +149,7 @@ except PermissionError:
 def test_only_haproxy_reaches_the_instances_on_its_host(stack):
     """Nobody else on the host can send an instance a request, with a forged X-Forwarded-For."""
     instance = stack.socket_path(1)
-    assert topology.socket_ready(instance)
+    assert topology.ready(topology.UnixHTTPConnection(instance))
     directory = os.stat(instance.parent)
     assert (directory.st_uid, stat.S_IMODE(directory.st_mode)) == (os.geteuid(), 0o700)
     if os.geteuid() == 0:
